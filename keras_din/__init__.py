@@ -1,0 +1,7 @@
+"""keras-din: DIN (Deep Interleaved Network with Asymmetric Co-Attention) for Keras 3."""
+
+from keras_din import layers
+from keras_din.model import DIN
+from keras_din.version import __version__
+
+__all__ = ["DIN", "layers", "__version__"]

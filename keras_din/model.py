@@ -1,0 +1,176 @@
+"""`DIN`: the Deep Interleaved Network as one functional Keras model, both published versions."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_din.layers import WRDB, BilinearUpsample, InterleavedBlock, Upsampler
+from keras_din.layers._data_format import channel_axis, standardize_data_format
+
+# Per version: the published scales and the AsyCA bottleneck ratio of the authors' code.
+VERSIONS = {
+    "conference": {"scales": (2, 3, 4), "attention_ratio": 8},
+    "enhanced": {"scales": (2, 3, 4, 8), "attention_ratio": 4},
+}
+# Scales this implementation builds for either version (1: same-size restoration).
+SUPPORTED_SCALES = (1, 2, 3, 4, 8)
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class DIN(keras.Model):
+    """Deep Interleaved Network with Asymmetric Co-Attention (Li et al.).
+
+    Two published versions, chosen by `version`:
+
+    * `"conference"` — the IJCAI 2020 super-resolution network (arXiv 2004.11814):
+      output = upsampler(f_in + conv_out(lrelu(concat(last block of each branch)))).
+    * `"enhanced"` — the image-restoration network (arXiv 2010.15689): two fusion
+      convolutions (the branches' last blocks; the last branch's other blocks and
+      f_in), AsyCA ratio 4, scales up to 8, and a bilinear global skip of the input.
+
+    The body is `num_branches` branches of `num_blocks` WRDBs; from the second branch
+    on, every block first fuses (previous branch's block k, this branch's block
+    k − 1) with AsyCA. The defaults are the papers' size (4 × 5, 64 features,
+    growth 32: 20,032,315 parameters for conference ×4). Inputs are images in
+    [0, 1] (the authors' `rgb_range` 1), outputs are not clamped.
+
+    Args:
+        version: `"conference"` or `"enhanced"`.
+        scale: 2, 3 or 4 (conference), 2, 3, 4 or 8 (enhanced); 1 builds a
+            same-size restoration network (not in the authors' code).
+        num_features: feature channels C.
+        growth_rate: growth rate G of the dense blocks.
+        num_branches: interleaved branches (paper: 4).
+        num_blocks: WRDBs per branch (paper: 5).
+        in_channels: input channels (3 colour, 1 greyscale).
+        out_channels: output channels.
+        attention_ratio: AsyCA reduction; `None` takes the version's (8 or 4).
+        data_format: `"channels_last"` or `"channels_first"`; `None` reads Keras' config.
+        dtype: a dtype policy name such as `"float32"` or `"mixed_bfloat16"`.
+
+    Example:
+    >>> import numpy as np, keras_din
+    >>> model = keras_din.DIN(version="enhanced", scale=2, num_features=8, growth_rate=4,
+    ...                       num_branches=2, num_blocks=2)
+    >>> model(np.zeros((1, 6, 7, 3), "float32")).shape
+    (1, 12, 14, 3)
+    """
+
+    def __init__(
+        self,
+        version: str = "conference",
+        scale: int = 4,
+        num_features: int = 64,
+        growth_rate: int = 32,
+        num_branches: int = 4,
+        num_blocks: int = 5,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        attention_ratio: int | None = None,
+        data_format: str | None = None,
+        dtype=None,
+        **kwargs,
+    ):
+        version = str(version).lower()
+        if version not in VERSIONS:
+            raise ValueError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
+        if scale not in SUPPORTED_SCALES or (scale != 1 and scale not in VERSIONS[version]["scales"]):
+            allowed = (1, *VERSIONS[version]["scales"])
+            raise ValueError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
+        for name, value in (
+            ("num_features", num_features),
+            ("growth_rate", growth_rate),
+            ("num_branches", num_branches),
+            ("num_blocks", num_blocks),
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"DIN {name} must be a positive integer, got {value!r}.")
+        if version == "enhanced" and in_channels not in (1, out_channels):
+            raise ValueError(
+                f"DIN enhanced adds the upsampled input to the output, so in_channels must equal "
+                f"out_channels (or be 1), got in_channels={in_channels}, out_channels={out_channels}."
+            )
+        if attention_ratio is None:
+            attention_ratio = VERSIONS[version]["attention_ratio"]
+        data_format = standardize_data_format(data_format)
+        axis = channel_axis(data_format)
+        common = dict(data_format=data_format, dtype=dtype)
+        width = dict(num_features=num_features, growth_rate=growth_rate)
+
+        # === Functional graph ===
+        shape = (None, None, in_channels) if data_format == "channels_last" else (in_channels, None, None)
+        image = keras.Input(shape=shape, name="image")
+        shallow = keras.layers.Conv2D(num_features, 3, padding="same", name="feat_conv", **common)(image)
+
+        branches = []
+        for s in range(1, num_branches + 1):
+            blocks = []
+            for k in range(1, num_blocks + 1):
+                if s == 1:
+                    x = WRDB(name=f"WRDB1_{k}", **width, **common)(blocks[-1] if blocks else shallow)
+                else:
+                    previous = branches[-1]
+                    current = blocks[-1] if blocks else previous[0]
+                    node = InterleavedBlock(
+                        attention_ratio=attention_ratio, name=f"interleaved{s}_{k}", **width, **common
+                    )
+                    x = node([previous[k - 1], current])
+                blocks.append(x)
+            branches.append(blocks)
+
+        def fuse(tensors, name):
+            merged = keras.layers.Concatenate(axis=axis, name=f"{name}_concat", dtype=dtype)(tensors)
+            merged = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu", dtype=dtype)(merged)
+            return keras.layers.Conv2D(num_features, 1, name=name, **common)(merged)
+
+        last_blocks = [blocks[-1] for blocks in branches]
+        if version == "conference":
+            body = keras.layers.Add(name="global_residual", dtype=dtype)([shallow, fuse(last_blocks, "conv_out")])
+        else:
+            fused = fuse(last_blocks, "conv_out1")
+            tail = fuse(branches[-1][:-1] + [shallow], "conv_out2")
+            body = keras.layers.Add(name="fusion_sum", dtype=dtype)([fused, tail])
+        output = Upsampler(num_features, scale, out_channels, name="up_recon", **common)(body)
+        if version == "enhanced":
+            skip = BilinearUpsample(scale, name="bilinear_skip", **common)(image)
+            output = keras.layers.Add(name="global_skip", dtype=dtype)([output, skip])
+
+        super().__init__(inputs=image, outputs=output, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.version = version
+        self.scale = scale
+        self.num_features = num_features
+        self.growth_rate = growth_rate
+        self.num_branches = num_branches
+        self.num_blocks = num_blocks
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.attention_ratio = attention_ratio
+        self.data_format = data_format
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "version": self.version,
+            "scale": self.scale,
+            "num_features": self.num_features,
+            "growth_rate": self.growth_rate,
+            "num_branches": self.num_branches,
+            "num_blocks": self.num_blocks,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "attention_ratio": self.attention_ratio,
+            "data_format": self.data_format,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DIN":
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
