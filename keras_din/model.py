@@ -169,6 +169,31 @@ class DIN(keras.Model):
         }
 
     @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "DIN":
+        """Builds a DIN from a preset folder or an authors' checkpoint file.
+
+        Args:
+            preset: a preset folder (`config.json`, `metadata.json`,
+                `model.weights.h5`) or an authors' `.pth` / `.safetensors` checkpoint,
+                converted on the fly.
+            load_weights: `False` builds the architecture with fresh weights.
+            **kwargs: config overrides such as `data_format` or `dtype`.
+
+        Example:
+        >>> import keras_din
+        >>> model = keras_din.DIN.from_preset("conference_x4.pth")  # doctest: +SKIP
+        """
+        from keras_din.preset import load_preset
+
+        return load_preset(preset, load_weights=load_weights, **kwargs)
+
+    def save_to_preset(self, folder: str, metadata: dict | None = None):
+        """Saves this model as a preset folder that `DIN.from_preset(folder)` loads."""
+        from keras_din.preset import save_to_preset
+
+        return save_to_preset(self, folder, metadata=metadata)
+
+    @classmethod
     def from_config(cls, config: dict) -> "DIN":
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
