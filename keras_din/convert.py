@@ -12,6 +12,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from keras_din.layers.wrdb import SKIP_NAMES
@@ -271,9 +272,9 @@ def official_state_dict(model: DIN) -> dict[str, np.ndarray]:
     """
     state = {}
     for module, layer in official_layer_map(model).items():
-        kernel = np.asarray(layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else layer.kernel)
-        state[f"{module}.weight"] = _kernel_to_torch(np.asarray(kernel, np.float32), _is_depthwise(layer))
-        state[f"{module}.bias"] = np.asarray(layer.bias.numpy(), np.float32)
+        kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float32)
+        state[f"{module}.weight"] = _kernel_to_torch(kernel, _is_depthwise(layer))
+        state[f"{module}.bias"] = np.asarray(keras.ops.convert_to_numpy(layer.bias), np.float32)
     return state
 
 
