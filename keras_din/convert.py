@@ -81,10 +81,14 @@ def _read_torch(path: Path) -> dict:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"Refused to load {str(path)!r}: it is not a plain weights file (its pickle asks for "
-            f"objects or code that weights_only loading does not allow). Nothing from it was run. ({error})"
-        ) from error
+        # torch reports both a refused global and plain garbage as UnpicklingError.
+        refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported global" in line]
+        if refused:
+            raise CheckpointError(
+                f"Refused to load {str(path)!r}: its pickle asks for code or objects that are not plain "
+                f"weights ({refused[0]}). Nothing from it was run."
+            ) from error
+        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (not a weights pickle).") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(
             f"{str(path)!r} is not a readable PyTorch checkpoint (truncated or corrupt?): {error}"

@@ -1,0 +1,61 @@
+"""The `keras-din` command line, run as a user would: a real process on real files."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import OFFICIAL, REPO
+
+
+def _cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "keras_din", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "din_fixture_x2"
+    result = _cli("convert", OFFICIAL / "conference_x2.pth", folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DIN conference x2, 8 features, growth 3, 233,438 parameters" in result.stdout
+    return folder
+
+
+def test_convert_writes_a_loadable_preset(preset):
+    assert sorted(p.name for p in preset.iterdir()) == ["config.json", "metadata.json", "model.weights.h5"]
+
+
+def test_convert_reports_a_bad_checkpoint(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a checkpoint")
+    result = _cli("convert", bad, tmp_path / "out")
+    assert result.returncode == 2
+    assert "notes.pth" in result.stderr and "not a readable PyTorch checkpoint" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_processes_good_images_and_names_broken_ones(preset, tmp_path):
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(tmp_path / "colour.png")
+    Image.fromarray(rng.integers(0, 256, (7, 6), dtype=np.uint8)).save(tmp_path / "grey.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "restored"
+    result = _cli(
+        "restore", tmp_path / "colour.png", tmp_path / "broken.png", tmp_path / "grey.png", "-o", out, "--preset", preset
+    )
+    assert result.returncode == 1
+    assert "broken.png" in result.stderr
+    with Image.open(out / "colour.png") as image:
+        assert (image.size, image.mode) == ((22, 18), "RGB")
+    with Image.open(out / "grey.png") as image:
+        assert (image.size, image.mode) == ((12, 14), "L")
+    assert sorted(p.name for p in out.iterdir()) == ["colour.png", "grey.png"]  # nothing half-written
+
+    again = _cli("restore", tmp_path / "colour.png", "-o", out, "--preset", preset)
+    assert again.returncode == 1 and "exists" in again.stderr and "--overwrite" in again.stderr
+    forced = _cli("restore", tmp_path / "colour.png", "-o", out, "--preset", preset, "--overwrite")
+    assert forced.returncode == 0, forced.stderr[-2000:]
