@@ -31,12 +31,35 @@ def _from_unit_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return image.astype(dtype)
 
 
-def restore_array(model, image: np.ndarray) -> np.ndarray:
+def _run(model, batch: np.ndarray) -> np.ndarray:
+    """`model` on an NHWC float32 batch, whatever the model's data_format; NHWC float32 out."""
+    if model.data_format == "channels_first":
+        batch = batch.transpose(0, 3, 1, 2)
+    output = keras.ops.convert_to_numpy(model(batch, training=False)).astype(np.float32)
+    return output.transpose(0, 2, 3, 1) if model.data_format == "channels_first" else output
+
+
+def _self_ensemble(model, batch: np.ndarray) -> np.ndarray:
+    """Mean of the model's outputs over the 8 flips/rotations of the input (geometric self-ensemble)."""
+    total = None
+    for k in range(4):
+        for flip in (False, True):
+            variant = np.rot90(batch, k, axes=(1, 2))
+            variant = variant[:, :, ::-1] if flip else variant
+            out = _run(model, np.ascontiguousarray(variant))
+            out = out[:, :, ::-1] if flip else out
+            out = np.rot90(out, -k, axes=(1, 2))
+            total = out if total is None else total + out
+    return total / 8.0
+
+
+def restore_array(model, image: np.ndarray, self_ensemble: bool = False) -> np.ndarray:
     """Runs `model` on one H×W or H×W×C image and returns the result in the input's dtype.
 
     uint8 and uint16 images are scaled to [0, 1]; float images are taken as [0, 1].
     A greyscale image fed to a colour model is replicated to three channels and the
     result averaged back to one; the output is clipped to the valid range.
+    `self_ensemble=True` averages the outputs of the 8 flips/rotations (×8 time).
 
     Example:
     >>> import numpy as np, keras_din
@@ -58,12 +81,7 @@ def restore_array(model, image: np.ndarray) -> np.ndarray:
             f"The image has {channels} channels but the model expects {model.in_channels}."
         )
     batch = pixels[None]
-    if model.data_format == "channels_first":
-        batch = batch.transpose(0, 3, 1, 2)
-    output = keras.ops.convert_to_numpy(model(batch, training=False)).astype(np.float32)
-    if model.data_format == "channels_first":
-        output = output.transpose(0, 2, 3, 1)
-    output = output[0]
+    output = (_self_ensemble(model, batch) if self_ensemble else _run(model, batch))[0]
     if channels == 1 and output.shape[-1] != 1:
         output = output.mean(axis=-1, keepdims=True)
     if grey:

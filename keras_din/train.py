@@ -1,0 +1,311 @@
+"""Training DIN like the papers: L1 loss, Adam 1e-4, step-halving schedule, resumable.
+
+A run is described by a small JSON file, like the authors' option files:
+
+    {
+      "model": {"version": "conference", "scale": 2, "num_features": 16, "growth_rate": 8,
+                "num_branches": 2, "num_blocks": 2},
+      "data": {"train": ["../shared/datasets/T91/HR", "../shared/datasets/BSD200/HR"],
+               "val": "../shared/datasets/Set5/HR", "degradation": "BI",
+               "patch_size": 48, "batch_size": 16, "steps_per_epoch": 1000},
+      "solver": {"epochs": 100, "learning_rate": 1e-4, "lr_milestones": [50, 75], "lr_gamma": 0.5},
+      "output_dir": "runs/din_x2"
+    }
+
+Paths are relative to the working directory. The run writes `output_dir/checkpoint.keras`
+(model and optimizer, each epoch, atomically), `state.json`, `log.csv` and `curve.png`, and
+resumes from them when started again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_din.data import SRPatchDataset
+from keras_din.metrics import YPSNR
+from keras_din.model import DIN
+
+DEFAULTS = {
+    "model": {"version": "conference", "scale": 2},
+    "data": {
+        "train": [],
+        "val": None,
+        "lr_train": None,
+        "degradation": "BI",
+        "patch_size": 48,
+        "batch_size": 16,
+        "steps_per_epoch": 1000,
+        "noise_sigma": None,
+        "jpeg_quality": None,
+        "workers": 1,
+        "seed": 0,
+        "val_max_images": None,
+    },
+    "solver": {
+        "epochs": 100,
+        "learning_rate": 1e-4,
+        "lr_milestones": [],
+        "lr_gamma": 0.5,
+        "loss": "l1",
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-8,
+        "clip_norm": None,
+        "mixed_precision": None,
+        "distribution": None,
+    },
+    "init_from": None,
+    "output_dir": "runs/din",
+}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped abnormally (e.g. a NaN loss); the message says where and what to do."""
+
+
+def load_config(source: str | os.PathLike | dict) -> dict:
+    """A training config (file path or dict) merged over the defaults, with unknown keys named.
+
+    Example:
+    >>> load_config({"model": {"scale": 3}})["model"]["scale"]
+    3
+    """
+    if isinstance(source, dict):
+        user = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Training config {str(path)!r} does not exist.")
+        try:
+            user = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Training config {str(path)!r} is not valid JSON: {error}") from error
+    config = copy.deepcopy(DEFAULTS)
+    for key, value in user.items():
+        if key not in config:
+            raise ValueError(f"Unknown training config key {key!r}; known: {sorted(config)}.")
+        if isinstance(config[key], dict):
+            unknown = set(value) - set(config[key]) if key != "model" else set()
+            if unknown:
+                raise ValueError(f"Unknown keys in training config section {key!r}: {sorted(unknown)}.")
+            config[key].update(value)
+        else:
+            config[key] = value
+    if isinstance(config["data"]["train"], str):
+        config["data"]["train"] = [config["data"]["train"]]
+    if not config["data"]["train"]:
+        raise ValueError("Training config: data.train must name at least one folder of HR images.")
+    return config
+
+
+def _schedule(solver: dict, steps_per_epoch: int):
+    milestones = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
+    if not milestones:
+        return float(solver["learning_rate"])
+    values = [float(solver["learning_rate"]) * solver["lr_gamma"] ** i for i in range(len(milestones) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(milestones, values)
+
+
+def _loss(name: str):
+    losses = {"l1": keras.losses.MeanAbsoluteError(), "l2": keras.losses.MeanSquaredError()}
+    if name not in losses:
+        raise ValueError(f"Unknown loss {name!r}: use one of {sorted(losses)}.")
+    return losses[name]
+
+
+def build_model(config: dict) -> DIN:
+    """The DIN of `config["model"]`, initialised from `config["init_from"]` where given.
+
+    Fine-tuning copies every layer whose name and weight shapes match (e.g. the whole
+    body of an ×2 preset into an ×4 model, whose upsampler then starts fresh).
+    """
+    solver = config["solver"]
+    model = DIN(**config["model"], dtype=solver["mixed_precision"])
+    if config["init_from"]:
+        source = DIN.from_preset(config["init_from"])
+        copied = 0
+        for layer in model.layers:
+            try:
+                other = source.get_layer(layer.name)
+            except ValueError:
+                continue
+            weights = other.get_weights()
+            if weights and [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+                layer.set_weights(weights)
+                copied += 1
+        if not copied:
+            raise ValueError(f"init_from {config['init_from']!r} shares no layer with this model's shapes.")
+        print(f"Initialised {copied} of {len(model.layers)} layers from {config['init_from']}")
+    return model
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves model + optimizer and the epoch count atomically after every finite epoch."""
+
+    def __init__(self, folder: Path, extra_state: dict):
+        super().__init__()
+        self.folder = folder
+        self.extra_state = extra_state
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(math.isfinite(float(v)) for v in logs.values() if isinstance(v, (int, float))):
+            return  # never replace the last good checkpoint with a diverged one
+        temporary = self.folder / ".checkpoint.incomplete.keras"
+        self.model.save(temporary)
+        os.replace(temporary, self.folder / "checkpoint.keras")
+        state = {**self.extra_state, "epochs_done": epoch + 1, "last_logs": {k: float(v) for k, v in logs.items()}}
+        (self.folder / ".state.json").write_text(json.dumps(state, indent=2))
+        os.replace(self.folder / ".state.json", self.folder / "state.json")
+
+
+class _ValidationPSNR(keras.callbacks.Callback):
+    """Y-channel PSNR/SSIM on whole validation images at each epoch end (logged as val_psnr / val_ssim)."""
+
+    def __init__(self, folder: str, scale: int, max_images: int | None, degradation: str):
+        super().__init__()
+        from keras_din.evaluate import load_pairs
+
+        self.pairs = load_pairs(folder, scale, degradation)[:max_images]
+        self.scale = scale
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_din.evaluate import score_model
+
+        psnr, ssim = score_model(self.model, self.pairs, self.scale)
+        if logs is not None:
+            logs["val_psnr"], logs["val_ssim"] = psnr, ssim
+        print(f" - val_psnr: {psnr:.3f} dB - val_ssim: {ssim:.4f}")
+
+
+class _CurvePlot(keras.callbacks.Callback):
+    """Redraws `curve.png` (training loss and validation PSNR per epoch) from `log.csv`."""
+
+    def __init__(self, csv_path: Path, png_path: Path):
+        super().__init__()
+        self.csv_path, self.png_path = csv_path, png_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        plot_training_log(self.csv_path, self.png_path)
+
+
+def plot_training_log(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> Path | None:
+    """Plots loss (and val_psnr where logged) from a Keras CSV log; returns None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import csv
+
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
+    loss_axis.plot(epochs, [float(r["loss"]) for r in rows], color="tab:blue", label="training loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("L1 loss", color="tab:blue")
+    if "val_psnr" in rows[0]:
+        psnr_axis = loss_axis.twinx()
+        psnr_axis.plot(epochs, [float(r["val_psnr"]) for r in rows], color="tab:red", marker=".", label="val PSNR")
+        psnr_axis.set_ylabel("validation Y-PSNR (dB)", color="tab:red")
+    figure.tight_layout()
+    temporary = Path(png_path).with_suffix(".incomplete.png")
+    figure.savefig(temporary)
+    plt.close(figure)
+    os.replace(temporary, png_path)
+    return Path(png_path)
+
+
+def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | str = "auto") -> DIN:
+    """Trains a DIN as `config` says; resumes from `output_dir` when a checkpoint is there.
+
+    Returns the trained model. Raises `TrainingError` if the loss becomes NaN (the
+    last good checkpoint is kept).
+
+    Example:
+    >>> model = train("presets/din_small_x2/train_config.json")  # doctest: +SKIP
+    """
+    config = load_config(config)
+    data, solver = config["data"], config["solver"]
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    if solver["distribution"] == "data_parallel":
+        if keras.backend.backend() != "jax":
+            raise ValueError("solver.distribution 'data_parallel' uses keras.distribution, which needs the JAX backend.")
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    elif solver["distribution"] is not None:
+        raise ValueError(f"Unknown solver.distribution {solver['distribution']!r}: use null or 'data_parallel'.")
+
+    scale = int(config["model"].get("scale", 2))
+    steps = int(data["steps_per_epoch"])
+    checkpoint = out / "checkpoint.keras"
+    initial_epoch = 0
+    if resume and checkpoint.exists():
+        model = keras.saving.load_model(checkpoint)
+        initial_epoch = json.loads((out / "state.json").read_text())["epochs_done"]
+        print(f"Resuming {checkpoint} after epoch {initial_epoch}")
+    else:
+        model = build_model(config)
+        optimizer = keras.optimizers.Adam(
+            learning_rate=_schedule(solver, steps),
+            beta_1=solver["beta_1"],
+            beta_2=solver["beta_2"],
+            epsilon=solver["epsilon"],
+            global_clipnorm=solver["clip_norm"],
+        )
+        model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=scale)])
+    if initial_epoch >= solver["epochs"]:
+        print(f"{out} already trained for {initial_epoch} epochs (solver.epochs = {solver['epochs']}).")
+        return model
+
+    dataset = SRPatchDataset(
+        data["train"],
+        scale=scale,
+        patch_size=data["patch_size"],
+        batch_size=data["batch_size"],
+        steps_per_epoch=steps,
+        degradation=data["degradation"],
+        lr_dirs=data["lr_train"],
+        noise_sigma=data["noise_sigma"],
+        jpeg_quality=data["jpeg_quality"],
+        seed=data["seed"],
+        data_format=model.data_format,
+        workers=data["workers"],
+    )
+    dataset.epoch = initial_epoch
+    callbacks = []
+    if data["val"]:
+        callbacks.append(_ValidationPSNR(data["val"], scale, data["val_max_images"], data["degradation"]))
+    callbacks += [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
+        _EpochCheckpoint(out, {"config": config}),
+        _CurvePlot(out / "log.csv", out / "curve.png"),
+    ]
+    model.fit(dataset, epochs=solver["epochs"], initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    if model.stop_training and not _finite_history(model):
+        raise TrainingError(
+            f"The loss became NaN; training stopped. The last good checkpoint is {checkpoint}. "
+            "Lower solver.learning_rate or set solver.clip_norm, then run again to resume."
+        )
+    return model
+
+
+def _finite_history(model) -> bool:
+    history = getattr(model, "history", None)
+    losses = history.history.get("loss", []) if history is not None else []
+    return all(np.isfinite(losses))
