@@ -137,7 +137,9 @@ class DIN(keras.Model):
             skip = BilinearUpsample(scale, name="bilinear_skip", **common)(image)
             output = keras.layers.Add(name="global_skip", dtype=dtype)([output, skip])
 
-        super().__init__(inputs=image, outputs=output, dtype=dtype, **kwargs)
+        super().__init__(inputs=image, outputs=output, **kwargs)
+        if dtype is not None:  # functional models ignore `dtype`; record it as KerasHub backbones do
+            self.dtype_policy = keras.dtype_policies.get(dtype)
 
         # === Config ===
         self.version = version

@@ -127,6 +127,7 @@ def build_model(config: dict) -> DIN:
     body of an ×2 preset into an ×4 model, whose upsampler then starts fresh).
     """
     solver = config["solver"]
+    keras.utils.set_random_seed(int(config["data"]["seed"]))  # reproducible initial weights
     model = DIN(**config["model"], dtype=solver["mixed_precision"])
     if config["init_from"]:
         source = DIN.from_preset(config["init_from"])
@@ -216,9 +217,11 @@ def plot_training_log(csv_path: str | os.PathLike, png_path: str | os.PathLike) 
     loss_axis.plot(epochs, [float(r["loss"]) for r in rows], color="tab:blue", label="training loss")
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("L1 loss", color="tab:blue")
-    if "val_psnr" in rows[0]:
+    # CSVLogger writes "NA" for validation keys when there is no validation.
+    measured = [(e, float(r["val_psnr"])) for e, r in zip(epochs, rows) if r.get("val_psnr", "NA") != "NA"]
+    if measured:
         psnr_axis = loss_axis.twinx()
-        psnr_axis.plot(epochs, [float(r["val_psnr"]) for r in rows], color="tab:red", marker=".", label="val PSNR")
+        psnr_axis.plot(*zip(*measured), color="tab:red", marker=".", label="val PSNR")
         psnr_axis.set_ylabel("validation Y-PSNR (dB)", color="tab:red")
     figure.tight_layout()
     temporary = Path(png_path).with_suffix(".incomplete.png")
@@ -296,7 +299,11 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
         _EpochCheckpoint(out, {"config": config}),
         _CurvePlot(out / "log.csv", out / "curve.png"),
     ]
-    model.fit(dataset, epochs=solver["epochs"], initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
+    # which a resumed run cannot reproduce.
+    model.fit(
+        dataset, epochs=solver["epochs"], initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False
+    )
     if model.stop_training and not _finite_history(model):
         raise TrainingError(
             f"The loss became NaN; training stopped. The last good checkpoint is {checkpoint}. "

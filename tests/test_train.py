@@ -1,0 +1,133 @@
+"""Training: a real tiny run on real images — loss falls, resume loses nothing, NaN stops, fine-tuning."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_din
+from keras_din.train import TrainingError, load_config, train
+
+from conftest import DATASETS, REPO
+
+TINY = {"version": "conference", "scale": 2, "num_features": 8, "growth_rate": 4, "num_branches": 2, "num_blocks": 1}
+
+
+def _config(out, **solver):
+    return {
+        "model": dict(TINY),
+        "data": {
+            "train": [str(DATASETS / "Set5" / "HR")],
+            "val": str(DATASETS / "Set5" / "HR"),
+            "val_max_images": 1,
+            "patch_size": 12,
+            "batch_size": 4,
+            "steps_per_epoch": 6,
+        },
+        "solver": {"epochs": 3, "learning_rate": 2e-3, "lr_milestones": [2], **solver},
+        "output_dir": str(out),
+    }
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    return out, train(_config(out), verbose=0)
+
+
+def test_loss_falls_and_everything_is_logged(full_run):
+    out, model = full_run
+    with open(out / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert {"loss", "psnr", "val_psnr", "val_ssim"} <= set(rows[0])
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 3
+    with Image.open(out / "curve.png") as curve:
+        assert curve.size[0] > 300
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 18
+    # step halving: 2e-3 for two epochs, then 1e-3
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+
+
+def test_resume_continues_where_it_stopped(full_run, tmp_path):
+    out_full, full_model = full_run
+    first = _config(tmp_path)
+    first["solver"]["epochs"] = 2
+    train(first, verbose=0)  # "interrupted" after epoch 2
+    resumed = train(_config(tmp_path), verbose=0)  # same command, asks for 3
+    with open(tmp_path / "log.csv", newline="") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 18
+    for a, b in zip(_weights(resumed), _weights(full_model)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_no_bad_checkpoint(tmp_path):
+    config = _config(tmp_path, learning_rate=1e30, lr_milestones=[])
+    with pytest.raises(TrainingError, match="NaN"):
+        train(config, verbose=0)
+    assert not (tmp_path / "checkpoint.keras").exists()
+
+
+def test_fine_tuning_x4_from_an_x2_body(full_run, tmp_path):
+    out, x2 = full_run
+    preset = x2.save_to_preset(tmp_path / "x2")
+    config = _config(tmp_path / "x4")
+    config["model"]["scale"] = 4
+    config["init_from"] = str(preset)
+    config["solver"]["epochs"] = 0
+    x4 = train(config, verbose=0)
+    for name in ("feat_conv", "WRDB1_1", "interleaved2_1", "conv_out"):
+        for a, b in zip(_weights(x4.get_layer(name)), _weights(x2.get_layer(name))):
+            np.testing.assert_array_equal(a, b)
+    assert x4.scale == 4
+
+
+def test_mixed_precision_switch(tmp_path):
+    config = _config(tmp_path, mixed_precision="mixed_bfloat16", epochs=1)
+    config["data"]["val"] = None
+    model = train(config, verbose=0)
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert np.isfinite(model.history.history["loss"][0])
+
+
+def test_config_errors_are_named(tmp_path):
+    with pytest.raises(ValueError, match="Unknown training config key 'optimiser'"):
+        load_config({"optimiser": {}, "data": {"train": "x"}})
+    with pytest.raises(ValueError, match=r"section 'solver': \['lr'\]"):
+        load_config({"solver": {"lr": 1}, "data": {"train": "x"}})
+    with pytest.raises(ValueError, match="data.train"):
+        load_config({})
+
+
+_DATA_PARALLEL = """
+import json, sys, jax, keras
+from keras_din.train import train
+config = json.loads(sys.argv[1])
+model = train(config, verbose=0)
+print("devices", jax.device_count(), "loss", model.history.history["loss"])
+"""
+
+
+def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
+    if keras.backend.backend() != "jax":
+        pytest.skip("runs in the JAX pass of the suite (keras.distribution data parallelism is JAX-only)")
+    config = _config(tmp_path, distribution="data_parallel", epochs=1)
+    config["data"]["val"] = None
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = subprocess.run(
+        [sys.executable, "-c", _DATA_PARALLEL, json.dumps(config)], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "devices 2" in result.stdout
