@@ -20,27 +20,65 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from keras_din.restore import ImageRestorer, restore_files
 
-    from keras_din.model import DIN
-    from keras_din.restore import read_image, restore_array, write_image_atomic
-
-    model = DIN.from_preset(args.preset)
-    out_dir = Path(args.output)
-    failures = 0
-    for name in tqdm(args.inputs, desc="restoring", unit="image"):
-        source = Path(name)
-        target = out_dir / f"{source.stem}.png"
-        try:
-            if target.resolve() == source.resolve():
-                raise FileExistsError(f"{target} is the input itself; choose another --output folder.")
-            write_image_atomic(restore_array(model, read_image(source)), target, overwrite=args.overwrite)
-        except Exception as error:  # One bad image must not stop the batch: report it, go on.
-            failures += 1
-            tqdm.write(f"error: {source}: {error}", file=sys.stderr)
-            continue
-        tqdm.write(f"{source} -> {target}")
+    tile = None if args.tile == "none" else (args.tile if args.tile == "auto" else int(args.tile))
+    restorer = ImageRestorer.from_preset(
+        args.preset, dtype=args.precision, tile=tile, overlap=args.overlap, self_ensemble=args.self_ensemble
+    )
+    suffix = None if args.format is None else "." + args.format.lower().lstrip(".")
+    failures = restore_files(restorer, args.inputs, args.output, overwrite=args.overwrite, suffix=suffix)
+    if failures:
+        print(f"{len(failures)} input(s) failed: " + ", ".join(str(p) for p, _ in failures), file=sys.stderr)
     return 1 if failures else 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from keras_din.preset_registry import list_presets
+
+    rows = [("name", "version", "scale", "parameters", "weights", "PSNR (dB)")]
+    for row in list_presets():
+        psnr = ", ".join(f"{dataset} {value:.2f}" for dataset, value in row["psnr"].items()) or "not measured yet"
+        weights = "yes" if row["weights_available"] else "not yet"
+        rows.append((row["name"], row["version"], f"x{row['scale']}", f"{row['parameters']:,}", weights, psnr))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from keras_din.train import train
+
+    train(args.config, resume=not args.restart)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from keras_din.evaluate import evaluate, format_table
+
+    rows = evaluate(
+        args.preset,
+        data_root=args.data,
+        datasets=[d for d in args.datasets.split(",") if d],
+        scales=[int(s) for s in args.scale.split(",") if s],
+        self_ensemble=args.self_ensemble,
+        json_path=args.json,
+        figure_path=args.figure,
+    )
+    print(format_table(rows))
+    return 0
+
+def _export(args: argparse.Namespace) -> int:
+    from keras_din.export import INPUT_NAME, OUTPUT_NAME, export_model
+
+    path = export_model(args.preset, args.output, format=args.format, overwrite=args.overwrite, opset=args.opset)
+    print(
+        f"Exported {args.preset} -> {path} ({args.format}: input {INPUT_NAME!r} NHWC float32 in [0, 1], "
+        f"output {OUTPUT_NAME!r}, dynamic batch, height and width)"
+    )
+    return 0
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,12 +90,53 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out_dir", help="preset folder to write (loads with DIN.from_preset(OUT_DIR))")
     convert.set_defaults(run=_convert)
 
-    restore = commands.add_parser("restore", help="restore (super-resolve) image files")
-    restore.add_argument("inputs", nargs="+", help="image files")
-    restore.add_argument("-o", "--output", required=True, help="output folder (PNG files named after the inputs)")
-    restore.add_argument("--preset", required=True, help="preset folder or authors' checkpoint")
+    restore = commands.add_parser("restore", help="restore (super-resolve) image files, folders or globs")
+    restore.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (PNG, JPEG, BMP, TIFF, WebP)")
+    restore.add_argument("-o", "--output", required=True, help="output folder (files keep the inputs' names)")
+    restore.add_argument(
+        "--preset",
+        default=None,
+        help="registered preset name (see `keras-din presets`), hf://owner/repo[@revision], preset folder, "
+        "or authors' checkpoint (default: keras_din.DEFAULT_PRESET)",
+    )
+    restore.add_argument("--tile", default="auto", help="LR tile size in pixels, 'auto' (default) or 'none'")
+    restore.add_argument("--overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles (default 32)")
+    restore.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)")
+    restore.add_argument(
+        "--precision", default=None, choices=["float32", "mixed_float16", "mixed_bfloat16"], help="dtype policy"
+    )
+    restore.add_argument("--format", default=None, help="output format suffix (png, jpg, webp, tif, bmp); default: the input's")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
     restore.set_defaults(run=_restore)
+
+    presets = commands.add_parser("presets", help="list the registered presets: scale, parameters, weights, PSNR")
+    presets.set_defaults(run=_presets)
+    train = commands.add_parser("train", help="train a DIN from a JSON config (resumes from its output_dir)")
+    train.add_argument("config", help="training config JSON (see keras_din/train.py)")
+    train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y channel) on benchmark sets")
+    evaluate.add_argument("--preset", required=True, help="a preset (name, hf://, folder, checkpoint) or 'bicubic'")
+    evaluate.add_argument("--data", default="../shared/datasets", help="folder holding <Dataset>/HR/*.png")
+    evaluate.add_argument("--datasets", default="Set5,Set14,B100,Urban100", help="comma-separated dataset names")
+    evaluate.add_argument("--scale", default="2,3,4", help="comma-separated scales (a model preset: its own)")
+    evaluate.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
+    evaluate.add_argument("--json", default=None, help="write the report (dataset, scale, psnr, ssim rows) here")
+    evaluate.add_argument("--figure", default=None, help="write a PNG of visual comparisons here")
+    evaluate.set_defaults(run=_evaluate)
+
+    from keras_din.export import DEFAULT_OPSET, FORMATS
+
+    export = commands.add_parser("export", help="export a DIN to ONNX or a TensorFlow SavedModel (dynamic sizes)")
+    export.add_argument(
+        "--preset", required=True, help="the preset to export (name, hf://owner/repo[@revision], folder, checkpoint)"
+    )
+    export.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or saved_model")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file or SavedModel folder to write")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    export.set_defaults(run=_export)
     return parser
 
 
@@ -65,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"keras-din {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # e.g. keras_din.train.TrainingError: a NaN loss
+        print(f"keras-din {args.command}: error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ class ImageRestorer:
         from keras_din.model import DIN
 
         if preset is None:
-            from keras_din import DEFAULT_PRESET
+            from keras_din.preset_registry import DEFAULT_PRESET
 
             preset = DEFAULT_PRESET
         overrides = {} if dtype is None else {"dtype": dtype}

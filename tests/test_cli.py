@@ -1,5 +1,6 @@
 """The `keras-din` command line, run as a user would: a real process on real files."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import OFFICIAL, REPO
+from conftest import DATASETS, OFFICIAL, REPO
 
 
 def _cli(*args, cwd=REPO):
@@ -38,7 +39,17 @@ def test_convert_reports_a_bad_checkpoint(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_restore_processes_good_images_and_names_broken_ones(preset, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    """A small DIN preset: restoring through it is quick, so the CLI paths are what is timed."""
+    import keras_din
+
+    model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=2)
+    return model.save_to_preset(tmp_path_factory.mktemp("cli") / "tiny")
+
+
+def test_restore_processes_good_images_and_names_broken_ones(tiny_preset, tmp_path):
+    preset = tiny_preset
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(tmp_path / "colour.png")
     Image.fromarray(rng.integers(0, 256, (7, 6), dtype=np.uint8)).save(tmp_path / "grey.png")
@@ -59,3 +70,31 @@ def test_restore_processes_good_images_and_names_broken_ones(preset, tmp_path):
     assert again.returncode == 1 and "exists" in again.stderr and "--overwrite" in again.stderr
     forced = _cli("restore", tmp_path / "colour.png", "-o", out, "--preset", preset, "--overwrite")
     assert forced.returncode == 0, forced.stderr[-2000:]
+
+
+def test_evaluate_bicubic_writes_the_json_report(tmp_path):
+    result = _cli(
+        "evaluate", "--preset", "bicubic", "--data", DATASETS, "--datasets", "Set5", "--scale", "4",
+        "--json", tmp_path / "report.json", "--figure", tmp_path / "cmp.png",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| Set5 | x4 | 5 | 28.420" in result.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["results"][0]["dataset"] == "Set5" and report["results"][0]["scale"] == 4
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def test_train_command_runs_a_config_and_reports_bad_ones(tmp_path):
+    config = {
+        "model": {"scale": 2, "num_features": 4, "growth_rate": 2, "num_branches": 1, "num_blocks": 1},
+        "data": {"train": [str(DATASETS / "Set5" / "HR")], "patch_size": 8, "batch_size": 2, "steps_per_epoch": 2},
+        "solver": {"epochs": 1},
+        "output_dir": str(tmp_path / "run"),
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = _cli("train", tmp_path / "config.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoint.keras").is_file()
+    (tmp_path / "bad.json").write_text(json.dumps({"solvr": {}}))
+    bad = _cli("train", tmp_path / "bad.json")
+    assert bad.returncode == 2 and "Unknown training config key 'solvr'" in bad.stderr

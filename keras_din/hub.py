@@ -1,0 +1,271 @@
+"""The Hugging Face Hub: `hf://owner/repo[@revision]` handles, downloading and uploading presets, model cards.
+
+Downloads go through `huggingface_hub` and its cache (`HF_HUB_CACHE`), so a
+preset downloaded once loads offline (`HF_HUB_OFFLINE=1`) afterwards. Only
+`config.json`, `metadata.json` and `*.weights.h5` are fetched, and every weights
+file is checked against the SHA-256 that `metadata.json` records: a corrupted or
+truncated download is refused and removed from the cache, so the next call
+downloads it again. The endpoint is huggingface_hub's (`HF_ENDPOINT`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from keras_din.preset import (
+    CONFIG_FILE,
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    CorruptedFileError,
+    PresetError,
+    read_preset_json,
+    verify_weights,
+)
+from keras_din.version import __version__
+
+HF_SCHEME = "hf://"
+CARD_FILE = "README.md"
+_WEIGHTS_PATTERN = "*.weights.h5"
+# The evaluation sets of the papers, as the Hub names them; DIV2K is the papers' training set.
+_BENCHMARKS = {
+    "Set5": "eugenesiow/Set5",
+    "Set14": "eugenesiow/Set14",
+    "B100": "eugenesiow/BSD100",
+    "Urban100": "eugenesiow/Urban100",
+}
+_TRAINING_SET = "eugenesiow/Div2k"
+
+
+def parse_handle(handle: str) -> tuple[str, str | None]:
+    """Splits `hf://owner/repo[@revision]` into the repo id and the revision (`None`: the default branch).
+
+    Example:
+    >>> parse_handle("hf://keras-din/din_conference_x4@v1")
+    ('keras-din/din_conference_x4', 'v1')
+    """
+    body = handle[len(HF_SCHEME):] if handle.startswith(HF_SCHEME) else ""
+    repo_id, at, revision = body.partition("@")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or (at and not revision):
+        raise PresetError(
+            f"{handle!r} is not a Hugging Face preset handle: write hf://owner/repo or hf://owner/repo@revision."
+        )
+    return repo_id, revision or None
+
+
+def download_preset(handle: str, include_weights: bool = True, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Downloads the preset at `handle` into the huggingface_hub cache and returns its folder.
+
+    Args:
+        handle: `hf://owner/repo`, optionally `@revision` (branch, tag or commit).
+        include_weights: `False` fetches only `config.json` and `metadata.json`.
+        cache_dir: the huggingface_hub cache (default: `HF_HUB_CACHE`).
+
+    Raises:
+        PresetError: naming the repo (and file) for a missing repo, revision or
+            file, a preset not cached while offline, or a corrupted weights file
+            (which is then removed from the cache).
+
+    Example:
+    >>> folder = download_preset("hf://keras-din/din_conference_x4")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['config.json', 'metadata.json', 'model.weights.h5']
+    """
+    repo_id, revision = parse_handle(handle)
+    patterns = [CONFIG_FILE, METADATA_FILE] + ([_WEIGHTS_PATTERN] if include_weights else [])
+    where = f"{handle} ({hf_constants.ENDPOINT})"
+    try:
+        folder = Path(
+            huggingface_hub.snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=patterns,
+                cache_dir=cache_dir,
+                library_name="keras-din",
+                library_version=__version__,
+            )
+        )
+    except RepositoryNotFoundError as error:
+        raise PresetError(
+            f"{where}: the Hugging Face repo {repo_id!r} does not exist, or is private or gated "
+            "(log in with `hf auth login` if you have access)."
+        ) from error
+    except RevisionNotFoundError as error:
+        raise PresetError(f"{where}: the repo {repo_id!r} has no revision {revision!r}.") from error
+    except LocalEntryNotFoundError as error:
+        raise PresetError(
+            f"{handle} is not in the Hugging Face cache, and the Hub could not be reached or HF_HUB_OFFLINE is "
+            "set: download it once online (unset HF_HUB_OFFLINE) and it loads offline afterwards."
+        ) from error
+    except EntryNotFoundError as error:
+        raise PresetError(f"{where}: a file the repo lists could not be downloaded: {error}") from error
+    except (HfHubHTTPError, OSError) as error:
+        raise PresetError(f"{where}: the download failed: {error}") from error
+    for name in (CONFIG_FILE, METADATA_FILE):
+        if not (folder / name).is_file():
+            raise PresetError(f"{where} has no {name}: is {repo_id!r} a keras-din preset repo?")
+    if include_weights:
+        try:
+            verify_weights(folder, read_preset_json(folder, METADATA_FILE))
+        except CorruptedFileError as error:
+            _evict_from_cache(error.path)
+            raise PresetError(
+                f"{where}: the downloaded {error.path.name} is corrupted ({error.detail}). It was removed from "
+                "the Hugging Face cache: the next call downloads it again."
+            ) from error
+        except PresetError as error:
+            raise PresetError(f"{where}: {error}") from error
+    return folder
+
+
+def _evict_from_cache(snapshot_file: Path) -> None:
+    """Removes a cached file: its snapshot entry and the blob it links to, so huggingface_hub refetches it."""
+    blob = snapshot_file.resolve()
+    snapshot_file.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+def upload_preset(
+    handle: str,
+    folder: str | os.PathLike,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Publishes a preset folder to the Hugging Face Hub and returns its handle pinned to the new commit.
+
+    Creates the repo when it does not exist, then commits `config.json`,
+    `metadata.json`, the weights files and the model card (the folder's
+    `README.md`, or one written from its config and metadata). A folder whose
+    weights are missing or do not match `metadata.json` is refused before
+    anything is sent.
+
+    Args:
+        handle: `hf://owner/repo` (the default branch; no `@revision`).
+        folder: a preset folder with weights (`DIN.save_to_preset`).
+        token: a Hub token with write access (default: huggingface_hub's login).
+        private: create the repo private (only used when it is created).
+        commit_message: the commit's title.
+
+    Example:
+    >>> import keras_din
+    >>> model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1)
+    >>> folder = model.save_to_preset("/tmp/din_tiny_preset")
+    >>> keras_din.upload_preset("hf://me/din_tiny", folder)  # doctest: +SKIP
+    'hf://me/din_tiny@5f1c...'
+    """
+    repo_id, revision = parse_handle(handle)
+    if revision is not None:
+        raise PresetError(f"{handle}: uploads go to the default branch; write hf://{repo_id} without @{revision}.")
+    folder = Path(folder)
+    config = read_preset_json(folder, CONFIG_FILE)
+    metadata = read_preset_json(folder, METADATA_FILE)
+    verify_weights(folder, metadata)
+    card_path = folder / CARD_FILE
+    if card_path.is_file():
+        card = card_path.read_bytes()
+    else:
+        card = model_card(repo_id.split("/")[1], handle, config, metadata).encode()
+    names = dict.fromkeys([CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, *metadata.get("weights", {})])
+    operations = [huggingface_hub.CommitOperationAdd(name, str(folder / name)) for name in names]
+    operations.append(huggingface_hub.CommitOperationAdd(CARD_FILE, card))
+    api = huggingface_hub.HfApi(token=token, library_name="keras-din", library_version=__version__)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.create_commit(
+            repo_id, operations, commit_message=commit_message or f"Upload keras-din preset {folder.name}"
+        )
+    except HfHubHTTPError as error:
+        raise PresetError(f"Uploading {str(folder)!r} to {handle} ({api.endpoint}) failed: {error}") from error
+    return f"{HF_SCHEME}{repo_id}@{commit.oid}"
+
+
+def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
+    """The Hub model card (`README.md`) of a preset: YAML front matter, use, configuration, results.
+
+    Args:
+        name: the preset's name (the card's title).
+        handle: where the preset is published, `hf://owner/repo`.
+        config: its `config.json`.
+        metadata: its `metadata.json`; `description`, `weights_available` and
+            `results` (rows with `dataset`, `scale`, `psnr`, `ssim`) are used when present.
+
+    Example:
+    >>> card = model_card("din_tiny", "hf://me/din_tiny", {"config": {"version": "conference", "scale": 2}}, {})
+    >>> card.splitlines()[:3]
+    ['---', 'license: apache-2.0', 'library_name: keras']
+    """
+    arguments = config["config"]
+    version, scale = arguments["version"], arguments["scale"]
+    available = metadata.get("weights_available", bool(metadata.get("weights")))
+    tags = ["keras", "keras-din", "din", "super-resolution"] + (["image-restoration"] if version == "enhanced" else [])
+    lines = ["---", "license: apache-2.0", "library_name: keras", "pipeline_tag: image-to-image", "tags:"]
+    lines += [f"- {tag}" for tag in tags]
+    lines += ["datasets:", f"- {_TRAINING_SET}"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
+    lines += ["metrics:", "- psnr", "- ssim", "---", "", f"# {name}", ""]
+    lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
+    if available:
+        lines += [f'Trained weights are included; `DIN.from_preset("{handle}")` loads them.', ""]
+    else:
+        lines += [
+            "**Weights: not available yet.** This preset describes the architecture only "
+            '(`metadata.json`: `"weights_available": false`). `DIN.from_preset` builds it with fresh weights '
+            "when given `load_weights=False`; for trained weights, convert a checkpoint trained with the "
+            "authors' code: `keras-din convert CHECKPOINT OUT_DIR`.",
+            "",
+        ]
+    load = f'"{handle}"' if available else f'"{name}", load_weights=False'  # unpublished: the registered name
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "import numpy as np",
+        "import keras_din  # pip install keras-din; any Keras 3 backend",
+        "",
+        f"model = keras_din.DIN.from_preset({load})",
+        f'sr = model(np.random.rand(1, 48, 48, {arguments.get("in_channels", 3)}).astype("float32"))'
+        f"  # images in [0, 1] -> (1, {48 * scale}, {48 * scale}, {arguments.get('out_channels', 3)})",
+        "```",
+        "",
+        "## Configuration",
+        "",
+        "| argument | value |",
+        "|---|---|",
+    ]
+    shown = {key: value for key, value in arguments.items() if key not in ("name", "trainable", "dtype")}
+    lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
+    if "parameter_count" in metadata:
+        lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
+    lines += ["", "## Results", "", "| dataset | scale | PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    results = metadata.get("results") or [{"dataset": dataset, "scale": scale} for dataset in _BENCHMARKS]
+    for row in results:
+        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
+        ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
+        lines.append(f"| {row['dataset']} | x{row['scale']} | {psnr} | {ssim} |")
+    lines += [
+        "",
+        "## Citation",
+        "",
+        "Feng Li, Runmin Cong, Huihui Bai, Yifan He. *Deep Interleaved Network for Single Image "
+        "Super-Resolution with Asymmetric Co-Attention.* IJCAI 2020. "
+        "[arXiv 2004.11814](https://arxiv.org/abs/2004.11814) (the conference version).",
+        "",
+        "Feng Li, Runmin Cong, Huihui Bai, Yifan He, Yao Zhao, Ce Zhu. *Learning Deep Interleaved Networks "
+        "with Asymmetric Co-Attention for Image Restoration.* [arXiv 2010.15689](https://arxiv.org/abs/2010.15689) "
+        "(the enhanced version).",
+        "",
+        "The authors' code: <https://github.com/lifengshiwo/DIN>. This port: keras-din (Apache-2.0).",
+        "",
+    ]
+    return "\n".join(lines)

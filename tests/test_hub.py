@@ -1,0 +1,259 @@
+"""Hugging Face Hub presets: the real huggingface_hub download and upload code against a Hub on 127.0.0.1.
+
+`hub_server.FakeHub` speaks the Hub's HTTP API (resolve with ETag / X-Repo-Commit /
+X-Linked-* headers, model info, tree, create repo, preupload, commit); huggingface_hub
+is pointed at it the way `HF_ENDPOINT` does, with its cache in a temporary folder.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard, constants
+
+import keras_din
+from keras_din import preset_registry
+from keras_din.hub import download_preset, model_card, parse_handle
+from keras_din.preset import PresetError
+
+from conftest import REPO
+from hub_server import FakeHub
+from test_presets import load_tool, tiny_din
+
+REPO_ID = "keras-din-test/din_tiny"
+HANDLE = f"hf://{REPO_ID}"
+WEIGHTS = "model.weights.h5"
+
+
+def _outputs(model, x):
+    return keras.ops.convert_to_numpy(model(x))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Two tiny DINs with different weights, saved as preset folders, and an input."""
+    root = tmp_path_factory.mktemp("tiny")
+    x = np.random.default_rng(0).random((1, 5, 7, 3), dtype=np.float32)
+    models = [tiny_din(seed) for seed in (1, 2)]
+    folders = [model.save_to_preset(root / f"preset{i}") for i, model in enumerate(models)]
+    return {"x": x, "folders": folders, "outputs": [_outputs(model, x) for model in models]}
+
+
+def _repo_files(folder):
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A fresh Hub on 127.0.0.1, with huggingface_hub (here and in subprocesses) pointed at it."""
+    with FakeHub() as server:
+        cache = str(tmp_path / "hf-cache")
+        # What HF_ENDPOINT / HF_HUB_CACHE do when set before huggingface_hub is imported (keras imports it first).
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        environment = {"HF_ENDPOINT": server.url, "HF_HUB_CACHE": cache, "HF_HOME": str(tmp_path / "hf-home")}
+        for name, value in environment.items():  # for subprocesses
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        yield server
+
+
+def test_download_loads_the_published_model_and_nothing_else(hub, tiny):
+    extra = {"README.md": b"---\nlicense: apache-2.0\n---\n", "model.py": b"raise SystemExit(1)\n", "model.pth": b"PK"}
+    hub.add_repo(REPO_ID, {**_repo_files(tiny["folders"][0]), **extra})
+    model = keras_din.DIN.from_preset(HANDLE)
+    np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][0])
+    assert hub.count("GET", f"/{WEIGHTS}") == 1
+    for name in extra:  # only config, metadata and weights are fetched: code and pickles never reach the disk
+        assert hub.count("GET", f"/{name}") == 0
+
+
+def test_second_load_is_a_cache_hit(hub, tiny):
+    hub.add_repo(REPO_ID, _repo_files(tiny["folders"][0]))
+    first = download_preset(HANDLE)
+    hub.requests.clear()
+    second = download_preset(HANDLE)
+    assert second == first
+    assert hub.requests == [("GET", f"/api/models/{REPO_ID}/revision/main")]  # the branch is checked, nothing fetched
+
+
+def test_revision_pins_a_commit(hub, tiny):
+    first = hub.add_repo(REPO_ID, _repo_files(tiny["folders"][0]))
+    hub.tag(REPO_ID, "v1", first)
+    hub.add_repo(REPO_ID, _repo_files(tiny["folders"][1]))
+    for handle, expected in ((HANDLE, 1), (f"{HANDLE}@v1", 0), (f"{HANDLE}@{first}", 0), (f"{HANDLE}@main", 1)):
+        model = keras_din.DIN.from_preset(handle)
+        np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][expected], err_msg=handle)
+    with pytest.raises(PresetError, match=f"{REPO_ID}.* has no revision 'v9'"):
+        keras_din.DIN.from_preset(f"{HANDLE}@v9")
+
+
+_OFFLINE = """
+import sys, numpy as np, keras, keras_din
+model = keras_din.DIN.from_preset(sys.argv[1])
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]))))
+try:
+    keras_din.DIN.from_preset("hf://keras-din-test/never_downloaded")
+except keras_din.PresetError as error:
+    print("refused:", error)
+"""
+
+
+def test_offline_loads_from_the_cache_and_names_what_is_missing(hub, tiny, tmp_path):
+    hub.add_repo(REPO_ID, _repo_files(tiny["folders"][0]))
+    download_preset(HANDLE)
+    hub.requests.clear()
+    np.save(tmp_path / "x.npy", tiny["x"])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _OFFLINE, HANDLE, tmp_path / "x.npy", tmp_path / "y.npy"],
+        env=env, capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), tiny["outputs"][0])
+    assert "refused: hf://keras-din-test/never_downloaded is not in the Hugging Face cache" in result.stdout
+    assert "HF_HUB_OFFLINE" in result.stdout
+    assert hub.requests == []  # offline: the server heard nothing
+
+
+def test_missing_repo_is_named(hub):
+    with pytest.raises(PresetError, match="the Hugging Face repo 'keras-din-test/nothing' does not exist"):
+        keras_din.DIN.from_preset("hf://keras-din-test/nothing")
+
+
+def test_missing_files_are_named(hub, tiny):
+    files = _repo_files(tiny["folders"][0])
+    hub.add_repo(REPO_ID, {name: data for name, data in files.items() if name != WEIGHTS})
+    with pytest.raises(PresetError, match=f"{HANDLE}.*has no {WEIGHTS}.*load_weights=False"):
+        keras_din.DIN.from_preset(HANDLE)
+    architecture = keras_din.DIN.from_preset(HANDLE, load_weights=False)  # config and metadata are enough
+    assert architecture.count_params() == keras_din.DIN.from_preset(tiny["folders"][0]).count_params()
+    hub.add_repo("keras-din-test/not_a_preset", {"README.md": b"hello\n"})
+    with pytest.raises(PresetError, match="hf://keras-din-test/not_a_preset .*has no config.json"):
+        keras_din.DIN.from_preset("hf://keras-din-test/not_a_preset")
+
+
+def _flip(data):
+    corrupted = bytearray(data)
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    return bytes(corrupted)
+
+
+@pytest.mark.parametrize("damage", [_flip, lambda data: data[: len(data) // 2]], ids=["flipped", "truncated"])
+def test_corrupted_download_is_refused_and_not_kept(hub, tiny, damage):
+    hub.add_repo(REPO_ID, _repo_files(tiny["folders"][0]))
+    hub.corrupt[(REPO_ID, WEIGHTS)] = damage
+    with pytest.raises(PresetError, match=f"{HANDLE}.*{WEIGHTS} is corrupted.*removed from the Hugging Face cache"):
+        keras_din.DIN.from_preset(HANDLE)
+    cache = Path(constants.HF_HUB_CACHE)
+    assert list(cache.rglob(WEIGHTS)) == []  # no snapshot entry ...
+    served = damage(tiny["folders"][0].joinpath(WEIGHTS).read_bytes())
+    assert all(path.read_bytes() != served for path in cache.rglob("*") if path.is_file())  # ... and no blob
+    del hub.corrupt[(REPO_ID, WEIGHTS)]  # the server is fixed: the next call downloads again and succeeds
+    model = keras_din.DIN.from_preset(HANDLE)
+    np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][0])
+    assert hub.count("GET", f"/{WEIGHTS}") == 2
+
+
+def test_registered_preset_with_published_weights_downloads_them(hub, tiny, monkeypatch):
+    info = dataclasses.replace(preset_registry.PRESETS["din_conference_x2"], weights_available=True, hf_handle=HANDLE)
+    monkeypatch.setitem(preset_registry.PRESETS, info.name, info)
+    monkeypatch.setattr(preset_registry, "PRESET_ROOTS", ())  # as installed from a wheel: no local folder
+    hub.add_repo(REPO_ID, _repo_files(tiny["folders"][0]))
+    model = keras_din.DIN.from_preset("din_conference_x2")
+    np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][0])
+
+
+def test_upload_then_download_round_trip(hub, tiny):
+    pinned = keras_din.upload_preset(HANDLE, tiny["folders"][0], token="hf_test_token")
+    assert pinned.startswith(f"{HANDLE}@") and len(pinned.split("@")[1]) == 40
+    assert hub.count("POST", "/api/repos/create") == 1 and hub.count("POST", f"/api/models/{REPO_ID}/commit/main") == 1
+    files = hub.files(REPO_ID)
+    assert sorted(files) == [".gitattributes", "README.md", "config.json", "metadata.json", WEIGHTS]
+    assert files[WEIGHTS] == tiny["folders"][0].joinpath(WEIGHTS).read_bytes()
+    card = files["README.md"].decode()  # the folder has no README.md: a card is written from its config
+    assert card.startswith("---\nlicense: apache-2.0\nlibrary_name: keras\npipeline_tag: image-to-image\n")
+    assert f'DIN.from_preset("{HANDLE}")' in card and "not measured yet" in card
+    for handle in (pinned, HANDLE):
+        model = keras_din.DIN.from_preset(handle)
+        np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][0])
+    again = keras_din.upload_preset(HANDLE, tiny["folders"][1], token="hf_test_token")  # the repo exists: a new commit
+    assert again != pinned
+    np.testing.assert_array_equal(_outputs(keras_din.DIN.from_preset(HANDLE), tiny["x"]), tiny["outputs"][1])
+
+
+def test_upload_refuses_a_broken_folder_before_sending_anything(hub, tiny, tmp_path):
+    folder = tiny_din(3).save_to_preset(tmp_path / "broken")
+    (folder / WEIGHTS).write_bytes(_flip((folder / WEIGHTS).read_bytes()))
+    with pytest.raises(PresetError, match=f"{WEIGHTS}.* is corrupted"):
+        keras_din.upload_preset(HANDLE, folder)
+    (folder / WEIGHTS).unlink()
+    with pytest.raises(PresetError, match="load_weights=False"):
+        keras_din.upload_preset(HANDLE, folder)
+    with pytest.raises(PresetError, match="uploads go to the default branch"):
+        keras_din.upload_preset(f"{HANDLE}@v1", tiny["folders"][0])
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("handle", ["hf://", "hf://owner", "hf://owner/", "hf://a/b/c", "hf://owner/repo@"])
+def test_malformed_handles_are_refused(handle):
+    with pytest.raises(PresetError, match="not a Hugging Face preset handle: write hf://owner/repo"):
+        parse_handle(handle)
+
+
+def test_publish_presets_is_a_dry_run_that_skips_presets_without_weights(hub, capsys):
+    assert load_tool("publish_presets").main([]) == 0
+    out = capsys.readouterr().out
+    for name in preset_registry.PRESETS:
+        assert f"skip {name}: no weights yet" in out
+    assert "dry run: 0 preset(s) to publish; add --upload to send them." in out
+    assert hub.requests == []
+
+
+def test_publish_presets_refuses_a_folder_that_is_not_the_registered_preset(hub, tiny, tmp_path, capsys):
+    publish = load_tool("publish_presets").main
+    shutil.copytree(tiny["folders"][0], tmp_path / "din_conference_x2")
+    assert publish(["--root", str(tmp_path), "--only", "din_conference_x2", "--upload"]) == 1
+    err = capsys.readouterr().err
+    assert "din_conference_x2" in err and "'num_features': 8" in err and "nothing was uploaded" in err
+    assert hub.requests == []
+    assert publish(["--only", "din_conferense_x2"]) == 2
+    assert "Did you mean 'din_conference_x2'," in capsys.readouterr().err
+
+
+def test_publish_presets_uploads_the_folders_with_weights(hub, tiny, tmp_path, monkeypatch, capsys):
+    config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())["config"]
+    parameters = json.loads(tiny["folders"][0].joinpath("metadata.json").read_text())["parameter_count"]
+    tiny_config = {key: config[key] for key in preset_registry.PRESETS["din_conference_x2"].config}
+    info = dataclasses.replace(
+        preset_registry.PRESETS["din_conference_x2"], config=tiny_config, parameters=parameters, hf_handle=HANDLE
+    )
+    monkeypatch.setitem(preset_registry.PRESETS, info.name, info)  # a registered preset small enough to upload here
+    shutil.copytree(tiny["folders"][0], tmp_path / info.name)
+    publish = load_tool("publish_presets").main
+    assert publish(["--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"would upload {tmp_path / info.name} -> {HANDLE}: config.json (" in out
+    assert "README.md (written from config.json and metadata.json)" in out and "dry run: 1 preset(s)" in out
+    assert hub.requests == []
+    assert publish(["--root", str(tmp_path), "--only", info.name, "--upload"]) == 0
+    assert f"uploaded {info.name}: {HANDLE}@" in capsys.readouterr().out
+    model = keras_din.DIN.from_preset(HANDLE)
+    np.testing.assert_array_equal(_outputs(model, tiny["x"]), tiny["outputs"][0])
+
+
+def test_model_card_metadata_reads_back_through_huggingface_hub(tiny):
+    config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
+    data = ModelCard(model_card("din_tiny", HANDLE, config, {})).data
+    assert (data.license, data.library_name, data.pipeline_tag) == ("apache-2.0", "keras", "image-to-image")
+    assert "super-resolution" in data.tags and "eugenesiow/Div2k" in data.datasets and data.metrics == ["psnr", "ssim"]

@@ -1,0 +1,157 @@
+"""The preset registry: names, configs, parameter counts, the generated folders, loading by name, the CLI."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_din
+from keras_din import preset_registry
+from keras_din.hub import model_card
+from keras_din.preset import PresetError, preset_config
+from keras_din.preset_registry import PRESETS, get_preset
+
+from conftest import PAPER_CONFIGS, REPO
+
+NAMES = [f"din_conference_x{s}" for s in (2, 3, 4)] + [f"din_enhanced_x{s}" for s in (2, 3, 4, 8)]
+
+
+def load_tool(name):
+    """The module of `tools/<name>.py` (the tools folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_registry_holds_every_published_configuration_at_paper_size():
+    assert list(PRESETS) == NAMES
+    for name, info in PRESETS.items():
+        version, scale = info.config["version"], info.config["scale"]
+        assert name == f"din_{version}_x{scale}"
+        assert info.parameters == PAPER_CONFIGS[f"{version}_x{scale}"]["param_count"]  # the authors' count
+        assert info.hf_handle == f"hf://keras-din/{name}"
+        assert (info.config["num_features"], info.config["growth_rate"]) == (64, 32)
+        assert (info.config["num_branches"], info.config["num_blocks"]) == (4, 5)
+
+
+def test_list_presets_rows():
+    rows = keras_din.list_presets()
+    assert [row["name"] for row in rows] == NAMES
+    counts = [row["parameters"] for row in rows]
+    assert counts == [19_884_603, 20_069_243, 20_032_315, 19_928_307, 20_112_947, 20_076_019, 20_223_731]
+    for row in rows:
+        assert row["version"] in ("conference", "enhanced") and f"x{row['scale']}" in row["name"]
+        assert row["weights_available"] is PRESETS[row["name"]].weights_available  # no local weights in a checkout
+        assert row["psnr"] == {}  # nothing measured yet
+
+
+def tiny_din(seed):
+    """A DIN small enough to build, save and upload in a blink, with weights drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    return keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1)
+
+
+def _tiny_preset(folder, results=()):
+    model = tiny_din(7)
+    model.save_to_preset(folder, metadata={"results": list(results)})
+    return model
+
+
+def test_package_folder_comes_first_and_its_weights_and_scores_are_used(tmp_path, monkeypatch):
+    package, checkout = tmp_path / "package", tmp_path / "checkout"
+    results = [
+        {"dataset": "Set5", "scale": 2, "psnr": 37.5, "ssim": 0.958},
+        {"dataset": "Set5", "scale": 4, "psnr": 31.0},
+    ]
+    model = _tiny_preset(package / "din_conference_x2", results)
+    _tiny_preset(checkout / "din_conference_x2")
+    monkeypatch.setattr(preset_registry, "PRESET_ROOTS", (package, checkout))
+    assert get_preset("din_conference_x2").folder() == package / "din_conference_x2"
+    row = keras_din.list_presets()[0]
+    assert row["weights_available"] is True and row["psnr"] == {"Set5": 37.5}  # the x2 score only
+    loaded = keras_din.DIN.from_preset("din_conference_x2")
+    x = np.random.default_rng(0).random((1, 4, 5, 3), dtype=np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_cli_lists_the_presets():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "keras_din", "presets"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "version", "scale", "parameters", "weights", "PSNR", "(dB)"]
+    assert lines[3].split() == "din_conference_x4 conference x4 20,032,315 not yet not measured yet".split()
+    assert len(lines) == 1 + len(NAMES)
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(PresetError, match=r"Unknown preset 'din_conferense_x4'.*Did you mean 'din_conference_x4'"):
+        keras_din.DIN.from_preset("din_conferense_x4")
+    with pytest.raises(PresetError, match="Registered presets: din_conference_x2, ") as error:
+        keras_din.DIN.from_preset("resnet50")
+    assert "Did you mean" not in str(error.value)
+
+
+def test_registered_preset_without_weights_offers_the_ways_out():
+    with pytest.raises(
+        PresetError, match=r"'din_enhanced_x8' has no trained weights yet.*load_weights=False.*keras-din convert"
+    ):
+        keras_din.DIN.from_preset("din_enhanced_x8")
+
+
+def test_registered_preset_builds_its_architecture():
+    model = keras_din.DIN.from_preset("din_conference_x2", load_weights=False)
+    assert model.count_params() == 19_884_603
+    assert preset_config(model) == json.loads((REPO / "presets" / "din_conference_x2" / "config.json").read_text())
+
+
+def test_registered_preset_builds_without_its_folder(monkeypatch):
+    monkeypatch.setattr(preset_registry, "PRESET_ROOTS", ())  # as installed from a wheel
+    paper = PRESETS["din_enhanced_x2"]
+    info = dataclasses.replace(paper, config={**paper.config, "num_features": 8})
+    monkeypatch.setitem(PRESETS, info.name, info)  # small, to stay fast: the path is what is tested
+    model = keras_din.DIN.from_preset("din_enhanced_x2", load_weights=False, data_format="channels_first")
+    assert (model.name, model.version, model.num_features) == ("din_enhanced_x2", "enhanced", 8)
+    assert model.data_format == "channels_first"
+    with pytest.raises(PresetError, match="'din_enhanced_x2' has no trained weights yet"):
+        keras_din.DIN.from_preset("din_enhanced_x2")
+
+
+def test_preset_folders_are_what_the_registry_gives():
+    """The generated files, checked without building the paper-size models (the slow test below builds them)."""
+    assert (REPO / "presets" / "README.md").read_text() == load_tool("make_preset_folders")._index()
+    for name, info in PRESETS.items():
+        folder = REPO / "presets" / name
+        config = json.loads((folder / "config.json").read_text())
+        metadata = json.loads((folder / "metadata.json").read_text())
+        assert config["class_name"] == "DIN" and config["config"]["name"] == name
+        assert info.config.items() <= config["config"].items()
+        assert metadata["parameter_count"] == info.parameters
+        assert metadata["weights_available"] is info.weights_available
+        assert (metadata["hf_handle"], metadata["description"]) == (info.hf_handle, info.description)
+        assert (folder / "README.md").read_text() == model_card(name, info.hf_handle, config, metadata)
+
+
+def test_top_readme_documents_every_preset():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Presets\n"): readme.index("## Command line\n")]
+    for info in PRESETS.values():
+        row = next(line for line in section.splitlines() if f"`{info.name}`" in line)
+        assert f"{info.parameters:,}" in row, row
+    for way in ("hf://", "load_weights=False", ".pth", "keras-din presets"):
+        assert way in section
+
+
+@pytest.mark.slow
+def test_preset_folders_are_up_to_date():
+    """Builds every paper-size model: config.json and parameter counts as `tools/make_preset_folders.py` writes them."""
+    assert load_tool("make_preset_folders").main(["--check"]) == 0
+
