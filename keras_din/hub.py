@@ -247,12 +247,26 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
     if "parameter_count" in metadata:
         lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
-    lines += ["", "## Results", "", "| dataset | scale | PSNR (dB) | SSIM |", "|---|---|---|---|"]
     results = metadata.get("results") or [{"dataset": dataset, "scale": scale} for dataset in _BENCHMARKS]
+    bicubic = any("bicubic_psnr" in row for row in results)
+    lines += ["", "## Results", "", "Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
+    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
+    lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
     for row in results:
         psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
         ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
-        lines.append(f"| {row['dataset']} | x{row['scale']} | {psnr} | {ssim} |")
+        line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
+        if bicubic:
+            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
+        lines.append(line)
+    if "training" in metadata:
+        training = metadata["training"]
+        lines += [
+            "",
+            f"Trained with `{training['command']}` for {training['epochs_done']} epochs ({training['steps']:,} "
+            f"steps, {training['patches_seen']:,} patches) on {', '.join(training['data'])}. "
+            "Urban100 here is the first 15 of its 100 images.",
+        ]
     lines += [
         "",
         "## Citation",

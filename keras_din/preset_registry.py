@@ -56,6 +56,8 @@ class PresetInfo:
         parameters: the parameter count of that configuration.
         hf_handle: where the preset is published, `hf://owner/repo`.
         weights_available: whether trained weights exist (in its folder or on the Hub).
+        bundled: whether its folder, weights included, ships inside the package
+            (`keras_din/presets/<name>`), so that it loads with no network.
     """
 
     name: str
@@ -64,6 +66,7 @@ class PresetInfo:
     parameters: int
     hf_handle: str
     weights_available: bool = False
+    bundled: bool = False
 
     def architecture_config(self) -> dict:
         """The `DIN.from_config` dict of this preset: its constructor arguments, named after the preset.
@@ -99,9 +102,25 @@ def _paper_preset(version: str, scale: int, parameters: int) -> PresetInfo:
     )
 
 
+def _small_preset(scale: int, parameters: int, config: dict) -> PresetInfo:
+    name = f"din_small_x{scale}"
+    return PresetInfo(
+        name=name,
+        description=f"A small DIN (conference structure, {config['num_branches']} branches of "
+        f"{config['num_blocks']} WRDBs, {config['num_features']} features, growth {config['growth_rate']}) "
+        f"trained here on T91 + BSD200 for x{scale} bicubic (BI) super-resolution; ships inside the package.",
+        config={"version": "conference", "scale": scale, "in_channels": 3, "out_channels": 3, **config},
+        parameters=parameters,
+        hf_handle=f"hf://{HUB_NAMESPACE}/{name}",
+        weights_available=True,
+        bundled=True,
+    )
+
+
 PRESETS: dict[str, PresetInfo] = {
     info.name: info
     for info in (
+        _small_preset(2, 257_735, {"num_features": 16, "growth_rate": 8, "num_branches": 2, "num_blocks": 2}),
         _paper_preset("conference", 2, 19_884_603),
         _paper_preset("conference", 3, 20_069_243),
         _paper_preset("conference", 4, 20_032_315),

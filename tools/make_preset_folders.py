@@ -28,6 +28,8 @@ from keras_din.preset import CONFIG_FILE, METADATA_FILE, preset_config, read_pre
 from keras_din.preset_registry import PRESETS, PresetInfo
 
 REPO = Path(__file__).resolve().parents[1]
+# Bundled presets (small, trained here) live inside the package so that they ship in wheels.
+PACKAGE_PRESETS = REPO / "keras_din" / "presets"
 
 
 def _json(data: dict) -> str:
@@ -73,14 +75,17 @@ def _index() -> str:
         "|---|---|---|---:|---|---|",
     ]
     for info in PRESETS.values():
-        weights = "yes" if info.weights_available else "not yet"
+        weights = ("yes, in the package" if info.bundled else "yes") if info.weights_available else "not yet"
         lines.append(
             f"| `{info.name}` | {info.config['version']} | x{info.config['scale']} | {info.parameters:,} | "
             f"{weights} | `{info.hf_handle}` |"
         )
     lines += [
         "",
-        "No preset has trained weights yet: `DIN.from_preset(name)` says so and offers `load_weights=False` "
+        "Bundled presets (`din_small_*`) are small DINs trained on this project's CPU machines; their folders, "
+        "weights included, live in `keras_din/presets/` and ship in the package. Their training configs and "
+        "resumable training state are in `presets/<name>/` (`train_config.json`, `training/`). The paper-size "
+        "presets have no trained weights yet: `DIN.from_preset(name)` says so and offers `load_weights=False` "
         "(the architecture with fresh weights) or converting a checkpoint trained with the authors' code "
         "(`keras-din convert CHECKPOINT OUT_DIR`). `keras-din presets` lists them with PSNR where measured.",
         "",
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = {args.root / "README.md": _index()}
     for info in PRESETS.values():
-        files.update(_preset_files(info, args.root / info.name))
+        root = PACKAGE_PRESETS if info.bundled else args.root
+        files.update(_preset_files(info, root / info.name))
     stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:

@@ -1,0 +1,81 @@
+"""Turns a training run of a bundled preset into its shipped folder, evaluated.
+
+    python tools/package_trained_preset.py din_small_x2 [--datasets Set5,Set14,B100,Urban100]
+
+Reads `presets/<name>/train_config.json` and the run's `checkpoint.keras` (its
+`output_dir`), rebuilds the registered architecture with the trained weights (no
+optimizer state), evaluates it with `keras_din.evaluate` (Y-PSNR/SSIM, BI, border =
+scale) beside bicubic, and writes `keras_din/presets/<name>/` (config, weights,
+metadata with the training record and the results), then regenerates the model card
+with `tools/make_preset_folders.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import keras
+
+from keras_din.evaluate import evaluate, format_table
+from keras_din.model import DIN
+from keras_din.preset_registry import get_preset
+from keras_din.train import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_preset_folders", REPO / "tools" / "make_preset_folders.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="a bundled preset, e.g. din_small_x2")
+    parser.add_argument("--datasets", default="Set5,Set14,B100,Urban100")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "datasets"))
+    args = parser.parse_args(argv)
+
+    info = get_preset(args.name)
+    if not info.bundled:
+        raise SystemExit(f"{info.name} is not a bundled preset; its weights are published on the Hub instead.")
+    config_path = REPO / "presets" / info.name / "train_config.json"
+    config = load_config(config_path)
+    run = Path(config["output_dir"])
+    run = run if run.is_absolute() else REPO / run
+    state = json.loads((run / "state.json").read_text())
+    trained = keras.saving.load_model(run / "checkpoint.keras", compile=False)
+    model = DIN.from_config(info.architecture_config())
+    model.set_weights(trained.get_weights())
+
+    folder = _generator().PACKAGE_PRESETS / info.name
+    steps = state["epochs_done"] * config["data"]["steps_per_epoch"]
+    training = {
+        "command": f"keras-din train presets/{info.name}/train_config.json",
+        "config": f"presets/{info.name}/train_config.json",
+        "data": config["data"]["train"],
+        "epochs_done": state["epochs_done"],
+        "steps": steps,
+        "patches_seen": steps * config["data"]["batch_size"],
+        "backend": keras.backend.backend(),
+        "last_logs": state.get("last_logs", {}),
+    }
+    model.save_to_preset(folder, metadata={"training": training})
+    datasets = [d for d in args.datasets.split(",") if d]
+    rows = evaluate(str(folder), args.data, datasets, [info.config["scale"]])
+    bicubic = evaluate("bicubic", args.data, datasets, [info.config["scale"]])
+    for row, base in zip(rows, bicubic):
+        row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
+    print(format_table(rows))
+    model.save_to_preset(folder, metadata={"training": training, "results": rows})
+    return _generator().main([])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
