@@ -120,7 +120,6 @@ def _small_preset(scale: int, parameters: int, config: dict) -> PresetInfo:
 PRESETS: dict[str, PresetInfo] = {
     info.name: info
     for info in (
-        _small_preset(2, 257_735, {"num_features": 16, "growth_rate": 8, "num_branches": 2, "num_blocks": 2}),
         _paper_preset("conference", 2, 19_884_603),
         _paper_preset("conference", 3, 20_069_243),
         _paper_preset("conference", 4, 20_032_315),
@@ -128,6 +127,7 @@ PRESETS: dict[str, PresetInfo] = {
         _paper_preset("enhanced", 3, 20_112_947),
         _paper_preset("enhanced", 4, 20_076_019),
         _paper_preset("enhanced", 8, 20_223_731),
+        _small_preset(2, 257_735, {"num_features": 16, "growth_rate": 8, "num_branches": 2, "num_blocks": 2}),
     )
 }
 

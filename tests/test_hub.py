@@ -214,9 +214,13 @@ def test_malformed_handles_are_refused(handle):
 def test_publish_presets_is_a_dry_run_that_skips_presets_without_weights(hub, capsys):
     assert load_tool("publish_presets").main([]) == 0
     out = capsys.readouterr().out
+    with_weights = [name for name, info in preset_registry.PRESETS.items() if info.bundled]
     for name in preset_registry.PRESETS:
-        assert f"skip {name}: no weights yet" in out
-    assert "dry run: 0 preset(s) to publish; add --upload to send them." in out
+        if name in with_weights:
+            assert f"would upload {preset_registry.PRESETS[name].folder()} -> hf://keras-din/{name}" in out
+        else:
+            assert f"skip {name}: no weights yet" in out
+    assert f"dry run: {len(with_weights)} preset(s) to publish; add --upload to send them." in out
     assert hub.requests == []
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -30,9 +31,13 @@ def load_tool(name):
     return module
 
 
+PAPER = {name: info for name, info in PRESETS.items() if not info.bundled}
+BUNDLED = {name: info for name, info in PRESETS.items() if info.bundled}
+
+
 def test_registry_holds_every_published_configuration_at_paper_size():
-    assert list(PRESETS) == NAMES
-    for name, info in PRESETS.items():
+    assert list(PAPER) == NAMES
+    for name, info in PAPER.items():
         version, scale = info.config["version"], info.config["scale"]
         assert name == f"din_{version}_x{scale}"
         assert info.parameters == PAPER_CONFIGS[f"{version}_x{scale}"]["param_count"]  # the authors' count
@@ -41,8 +46,20 @@ def test_registry_holds_every_published_configuration_at_paper_size():
         assert (info.config["num_branches"], info.config["num_blocks"]) == (4, 5)
 
 
+def test_bundled_presets_ship_trained_weights_in_the_package():
+    assert keras_din.DEFAULT_PRESET in BUNDLED
+    for name, info in BUNDLED.items():
+        folder = info.folder()
+        assert folder == Path(keras_din.__file__).parent / "presets" / name
+        model = keras_din.DIN.from_preset(name)  # checks the weights' SHA-256 too
+        assert model.count_params() == info.parameters and info.weights_available
+        metadata = json.loads((folder / "metadata.json").read_text())
+        assert {row["dataset"] for row in metadata["results"]} == {"Set5", "Set14", "B100", "Urban100"}
+        assert all(row["psnr"] > row["bicubic_psnr"] for row in metadata["results"])
+
+
 def test_list_presets_rows():
-    rows = keras_din.list_presets()
+    rows = [row for row in keras_din.list_presets() if row["name"] in PAPER]
     assert [row["name"] for row in rows] == NAMES
     counts = [row["parameters"] for row in rows]
     assert counts == [19_884_603, 20_069_243, 20_032_315, 19_928_307, 20_112_947, 20_076_019, 20_223_731]
@@ -89,7 +106,9 @@ def test_cli_lists_the_presets():
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["name", "version", "scale", "parameters", "weights", "PSNR", "(dB)"]
     assert lines[3].split() == "din_conference_x4 conference x4 20,032,315 not yet not measured yet".split()
-    assert len(lines) == 1 + len(NAMES)
+    assert len(lines) == 1 + len(PRESETS)
+    small = next(line for line in lines if line.startswith(keras_din.DEFAULT_PRESET)).split()
+    assert small[4] == "yes" and "Set5" in " ".join(small[5:])
 
 
 def test_unknown_name_lists_close_matches():
@@ -129,7 +148,7 @@ def test_preset_folders_are_what_the_registry_gives():
     """The generated files, checked without building the paper-size models (the slow test below builds them)."""
     assert (REPO / "presets" / "README.md").read_text() == load_tool("make_preset_folders")._index()
     for name, info in PRESETS.items():
-        folder = REPO / "presets" / name
+        folder = info.folder()  # bundled presets: inside the package
         config = json.loads((folder / "config.json").read_text())
         metadata = json.loads((folder / "metadata.json").read_text())
         assert config["class_name"] == "DIN" and config["config"]["name"] == name
