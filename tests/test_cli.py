@@ -98,3 +98,23 @@ def test_train_command_runs_a_config_and_reports_bad_ones(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"solvr": {}}))
     bad = _cli("train", tmp_path / "bad.json")
     assert bad.returncode == 2 and "Unknown training config key 'solvr'" in bad.stderr
+
+
+def test_restore_keeps_metadata_applies_orientation_and_16_bit(tiny_preset, tmp_path):
+    rng = np.random.default_rng(4)
+    colour = Image.fromarray(rng.integers(0, 256, (6, 10, 3), dtype=np.uint8))  # 10 wide, 6 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    icc = b"fake-icc-profile-bytes"
+    colour.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    deep = Image.fromarray(rng.integers(0, 65536, (5, 7), dtype=np.uint16))
+    deep.save(tmp_path / "deep.png")
+    result = _cli("restore", tmp_path / "*.jpg", tmp_path / "deep.png", "-o", tmp_path / "out", "--preset", tiny_preset)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with Image.open(tmp_path / "out" / "rotated.jpg") as image:
+        assert image.size == (12, 20)  # displayed upright (6×10 rotated), then ×2
+        assert image.getexif().get(0x0112, 1) == 1  # orientation applied, tag reset
+        assert image.info.get("icc_profile") == icc
+    with Image.open(tmp_path / "out" / "deep.png") as image:
+        assert image.mode.startswith("I;16") or image.mode == "I"
+        assert image.size == (14, 10) and np.asarray(image).max() > 255
