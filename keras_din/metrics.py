@@ -91,43 +91,50 @@ def _y_uint8_tensor(images):
     return 16.0 + ops.matmul(q[..., :3], weights)
 
 
-@keras.saving.register_keras_serializable(package="keras_din")
-class YPSNR(keras.metrics.Mean):
-    """Mean Y-channel PSNR (dB) of uint8-rounded outputs, `border` pixels cropped (default: the scale).
+class _YMetric(keras.metrics.Mean):
+    """Mean of a per-image score on the Y channel of uint8-rounded images, `border` pixels cropped."""
 
-    For `model.fit(..., metrics=[YPSNR(border=4)])` with channels_last images in [0, 1].
-    """
-
-    def __init__(self, border: int = 0, name: str = "psnr", **kwargs):
+    def __init__(self, border: int = 0, name: str = "y_metric", **kwargs):
         super().__init__(name=name, **kwargs)
         self.border = int(border)
+
+    def _score(self, reference, test):
+        raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         b = self.border
         a, p = _y_uint8_tensor(y_true), _y_uint8_tensor(y_pred)
         if b:
             a, p = a[:, b:-b, b:-b], p[:, b:-b, b:-b]
-        mse = ops.mean(ops.square(a - p), axis=(1, 2, 3))
-        values = 10.0 * ops.log10(255.0**2 / ops.maximum(mse, 1e-10))
-        return super().update_state(values, sample_weight=sample_weight)
+        return super().update_state(self._score(a, p), sample_weight=sample_weight)
 
     def get_config(self):
         return {**super().get_config(), "border": self.border}
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
-class YSSIM(keras.metrics.Mean):
+class YPSNR(_YMetric):
+    """Mean Y-channel PSNR (dB) of uint8-rounded outputs, `border` pixels cropped (default: the scale).
+
+    For `model.fit(..., metrics=[YPSNR(border=4)])` with channels_last images in [0, 1].
+    """
+
+    def __init__(self, border: int = 0, name: str = "psnr", **kwargs):
+        super().__init__(border=border, name=name, **kwargs)
+
+    def _score(self, reference, test):
+        mse = ops.mean(ops.square(reference - test), axis=(1, 2, 3))
+        return 10.0 * ops.log10(255.0**2 / ops.maximum(mse, 1e-10))
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class YSSIM(_YMetric):
     """Mean Y-channel SSIM (Wang et al., 11×11 Gaussian σ 1.5, 'valid') of uint8-rounded outputs."""
 
     def __init__(self, border: int = 0, name: str = "ssim", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.border = int(border)
+        super().__init__(border=border, name=name, **kwargs)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        b = self.border
-        a, p = _y_uint8_tensor(y_true), _y_uint8_tensor(y_pred)
-        if b:
-            a, p = a[:, b:-b, b:-b], p[:, b:-b, b:-b]
+    def _score(self, reference, test):
         g = _gaussian_window().astype("float32")
         kernel = ops.convert_to_tensor(np.outer(g, g).reshape(11, 11, 1, 1))
 
@@ -135,12 +142,9 @@ class YSSIM(keras.metrics.Mean):
             return ops.conv(x, kernel, padding="valid")
 
         c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-        mu_a, mu_b = blur(a), blur(p)
-        var_a = blur(a * a) - mu_a**2
-        var_b = blur(p * p) - mu_b**2
-        cov = blur(a * p) - mu_a * mu_b
+        mu_a, mu_b = blur(reference), blur(test)
+        var_a = blur(reference * reference) - mu_a**2
+        var_b = blur(test * test) - mu_b**2
+        cov = blur(reference * test) - mu_a * mu_b
         ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-        return super().update_state(ops.mean(ssim_map, axis=(1, 2, 3)), sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "border": self.border}
+        return ops.mean(ssim_map, axis=(1, 2, 3))
