@@ -15,7 +15,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_din.layers.wrdb import SKIP_NAMES
 from keras_din.model import DIN, VERSIONS
 from keras_din.layers.upsampler import SHUFFLE_FACTORS
 

@@ -1,6 +1,5 @@
 """Restoring arrays: dtypes, greyscale, layouts, and the self-ensemble's equivariance."""
 
-import keras
 import numpy as np
 import pytest
 

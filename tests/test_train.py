@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import keras_din
 from keras_din.train import TrainingError, load_config, train
 
 from conftest import DATASETS, REPO

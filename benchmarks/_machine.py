@@ -1,0 +1,90 @@
+"""The machine under test: a description for the report, and its matrix-multiply GFLOP/s.
+
+The matmul rate (float32, square `size` × `size`, 2·size³ FLOPs) measured in the
+same run and with the same thread count is the reference that DIN's achieved
+conv GFLOP/s are compared with.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+import numpy as np
+
+from _spec import Spec, Workload
+
+LIBRARIES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "numpy", "matplotlib")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    """The vector-extension flags that decide conv and bfloat16 speed (AVX2, AVX-512, AMX ...)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    except OSError:
+        pass
+    return []
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe_machine() -> dict:
+    """CPU model and flags, core counts, memory, load, OS, Python and library versions (no library imported)."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_gib": _memory_gib(),
+        "load_average_1_5_15": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "libraries": {name: _version(name) for name in LIBRARIES if _version(name)},
+    }
+
+
+def matmul_workload(spec: Spec) -> Workload:
+    """A float32 `size` × `size` matrix product with numpy or torch."""
+    rng = np.random.default_rng(spec.seed)
+    a = rng.random((spec.size, spec.size), dtype=np.float32)
+    b = rng.random((spec.size, spec.size), dtype=np.float32)
+    gflop = 2 * spec.size**3 / 1e9
+    if spec.library == "numpy":
+        return Workload(step=lambda: a @ b, gflop=gflop, output_pixels=0)
+    import torch
+
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    return Workload(step=lambda: torch.mm(ta, tb), gflop=gflop, output_pixels=0)
