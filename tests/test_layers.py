@@ -39,8 +39,11 @@ def _inputs(shapes):
     return arrays if len(arrays) > 1 else arrays[0]
 
 
-def _call(layer, x):
-    return layer(x if not isinstance(x, list) else list(x))
+def _run_with_weights_of(layer, source, x):
+    """Builds `layer` on `x`, gives it `source`'s weights, and returns its output."""
+    layer(x)
+    layer.set_weights(source.get_weights())
+    return _np(layer(x))
 
 
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
@@ -48,12 +51,9 @@ def test_channels_first_matches_channels_last(name):
     make, shapes = LAYER_CASES[name]
     x = _inputs(shapes)
     last = make("channels_last")
-    y_last = _np(_call(last, x))
-    first = make("channels_first")
+    y_last = _np(last(x))
     x_first = [_to_first(a) for a in x] if isinstance(x, list) else _to_first(x)
-    _call(first, x_first)
-    first.set_weights(last.get_weights())
-    y_first = _np(_call(first, x_first))
+    y_first = _run_with_weights_of(make("channels_first"), last, x_first)
     np.testing.assert_allclose(_to_first(y_last), y_first, atol=1e-5, rtol=1e-5)
     assert y_last.shape == tuple(last.compute_output_shape(shapes if len(shapes) > 1 else shapes[0]))
 
@@ -63,12 +63,10 @@ def test_config_round_trip_rebuilds_the_same_layer(name):
     make, shapes = LAYER_CASES[name]
     x = _inputs(shapes)
     layer = make("channels_last")
-    y = _np(_call(layer, x))
+    y = _np(layer(x))
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
-    _call(clone, x)
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_array_equal(_np(_call(clone, x)), y)
+    np.testing.assert_array_equal(_run_with_weights_of(clone, layer, x), y)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 8), (7, 5)])
