@@ -220,7 +220,7 @@ def _kernel_to_torch(array: np.ndarray, depthwise: bool) -> np.ndarray:
 
 
 def _is_depthwise(layer) -> bool:
-    return layer.__class__.__name__ == "DepthwiseConv2D"
+    return isinstance(layer, keras.layers.DepthwiseConv2D)
 
 
 def _torch_shape(layer) -> tuple[int, ...]:

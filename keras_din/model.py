@@ -16,6 +16,18 @@ VERSIONS = {
 SUPPORTED_SCALES = (1, 2, 3, 4, 8)
 
 
+def _compute_data_format(data_format: str) -> str:
+    """The layout DIN's layers compute in, given the layout of its inputs and outputs.
+
+    Keras' torch backend runs every convolution in NCHW and transposes channels_last
+    tensors around each one (a third of the op time, measured in benchmarks/README.md),
+    so on torch the layers compute channels_first and the model transposes once at its
+    input and output. TensorFlow's and XLA's CPU convolutions prefer NHWC: elsewhere the
+    layers compute in the layout they are given.
+    """
+    return "channels_first" if keras.backend.backend() == "torch" else data_format
+
+
 @keras.saving.register_keras_serializable(package="keras_din")
 class DIN(keras.Model):
     """Deep Interleaved Network with Asymmetric Co-Attention (Li et al.).
@@ -45,7 +57,9 @@ class DIN(keras.Model):
         in_channels: input channels (3 colour, 1 greyscale).
         out_channels: output channels.
         attention_ratio: AsyCA reduction; `None` takes the version's (8 or 4).
-        data_format: `"channels_last"` or `"channels_first"`; `None` reads Keras' config.
+        data_format: layout of the input and output, `"channels_last"` or
+            `"channels_first"`; `None` reads Keras' config. (On torch the layers
+            compute channels_first whatever this is; see `_compute_data_format`.)
         dtype: a dtype policy name such as `"float32"` or `"mixed_bfloat16"`.
 
     Example:
@@ -95,14 +109,18 @@ class DIN(keras.Model):
         if attention_ratio is None:
             attention_ratio = VERSIONS[version]["attention_ratio"]
         data_format = standardize_data_format(data_format)
-        axis = channel_axis(data_format)
-        common = dict(data_format=data_format, dtype=dtype)
+        compute_format = _compute_data_format(data_format)
+        axis = channel_axis(compute_format)
+        common = dict(data_format=compute_format, dtype=dtype)
         width = dict(num_features=num_features, growth_rate=growth_rate)
 
         # === Functional graph ===
         shape = (None, None, in_channels) if data_format == "channels_last" else (in_channels, None, None)
         image = keras.Input(shape=shape, name="image")
-        shallow = keras.layers.Conv2D(num_features, 3, padding="same", name="feat_conv", **common)(image)
+        x_in = image
+        if compute_format != data_format:
+            x_in = keras.layers.Permute((3, 1, 2), name="to_channels_first", dtype=dtype)(image)
+        shallow = keras.layers.Conv2D(num_features, 3, padding="same", name="feat_conv", **common)(x_in)
 
         branches = []
         for s in range(1, num_branches + 1):
@@ -134,8 +152,10 @@ class DIN(keras.Model):
             body = keras.layers.Add(name="fusion_sum", dtype=dtype)([fused, tail])
         output = Upsampler(num_features, scale, out_channels, name="up_recon", **common)(body)
         if version == "enhanced":
-            skip = BilinearUpsample(scale, name="bilinear_skip", **common)(image)
+            skip = BilinearUpsample(scale, name="bilinear_skip", **common)(x_in)
             output = keras.layers.Add(name="global_skip", dtype=dtype)([output, skip])
+        if compute_format != data_format:
+            output = keras.layers.Permute((2, 3, 1), name="to_channels_last", dtype=dtype)(output)
 
         super().__init__(inputs=image, outputs=output, **kwargs)
         if dtype is not None:  # functional models ignore `dtype`; record it as KerasHub backbones do

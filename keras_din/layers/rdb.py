@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_din.layers._data_format import channel_axis, standardize_data_format
+from keras_din.layers._inline import conv2d
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -52,12 +53,13 @@ class RDB(keras.layers.Layer):
             shape[axis] += self.growth_rate
 
     def call(self, x):
-        axis = channel_axis(self.data_format)
+        # The convolutions run inline on the Conv2D layers' variables (see `_inline`).
+        axis, fmt = channel_axis(self.data_format), self.data_format
         features = [x]
         for conv in self.convs[:-1]:
-            grown = conv(ops.concatenate(features, axis=axis))
+            grown = conv2d(conv, ops.concatenate(features, axis=axis), fmt)
             features.append(ops.leaky_relu(grown, negative_slope=self.negative_slope))
-        return x + self.residual_scale * self.convs[-1](ops.concatenate(features, axis=axis))
+        return x + self.residual_scale * conv2d(self.convs[-1], ops.concatenate(features, axis=axis), fmt)
 
     def compute_output_shape(self, input_shape):
         return input_shape
