@@ -264,8 +264,10 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
         lines += [
             "",
             f"Trained with `{training['command']}` for {training['epochs_done']} epochs ({training['steps']:,} "
-            f"steps, {training['patches_seen']:,} patches) on {', '.join(training['data'])}. "
-            "Urban100 here is the first 15 of its 100 images.",
+            f"steps, {training['patches_seen']:,} patches) on {', '.join(training['data'])}"
+            + (f", starting from `{training['init_from']}`" if training.get("init_from") else "")
+            + (f", on the {training['backend']} backend" if training.get("backend") else "")
+            + ". Urban100 here is the first 15 of its 100 images.",
         ]
     lines += [
         "",

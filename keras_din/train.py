@@ -296,7 +296,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     callbacks += [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
-        _EpochCheckpoint(out, {"config": config}),
+        _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend()}),
         _CurvePlot(out / "log.csv", out / "curve.png"),
     ]
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,

@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         "epochs_done": state["epochs_done"],
         "steps": steps,
         "patches_seen": steps * config["data"]["batch_size"],
-        "backend": keras.backend.backend(),
+        "init_from": config["init_from"],
+        # state.json records the training backend; runs older than that field get the packaging one.
+        "backend": state.get("backend", keras.backend.backend()),
         "last_logs": state.get("last_logs", {}),
     }
     model.save_to_preset(folder, metadata={"training": training})
