@@ -107,8 +107,8 @@ def _paper_preset(version: str, scale: int, parameters: int) -> PresetInfo:
 _SMALL_SIZE = {"num_features": 16, "growth_rate": 8, "num_branches": 2, "num_blocks": 2}
 
 
-def _small_preset(scale: int, parameters: int, config: dict) -> PresetInfo:
-    name = f"din_small_x{scale}"
+def _small_preset(scale: int, parameters: int) -> PresetInfo:
+    name, config = f"din_small_x{scale}", _SMALL_SIZE
     return PresetInfo(
         name=name,
         description=f"A small DIN (conference structure, {config['num_branches']} branches of "
@@ -132,9 +132,9 @@ PRESETS: dict[str, PresetInfo] = {
         _paper_preset("enhanced", 3, 20_112_947),
         _paper_preset("enhanced", 4, 20_076_019),
         _paper_preset("enhanced", 8, 20_223_731),
-        _small_preset(2, 257_735, _SMALL_SIZE),
-        _small_preset(3, 269_335, _SMALL_SIZE),
-        _small_preset(4, 267_015, _SMALL_SIZE),
+        _small_preset(2, 257_735),
+        _small_preset(3, 269_335),
+        _small_preset(4, 267_015),
     )
 }
 

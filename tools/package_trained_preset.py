@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     model = DIN.from_config(info.architecture_config())
     model.set_weights(trained.get_weights())
 
-    folder = _generator().PACKAGE_PRESETS / info.name
+    generator = _generator()
+    folder = generator.PACKAGE_PRESETS / info.name
     steps = state["epochs_done"] * config["data"]["steps_per_epoch"]
     training = {
         "command": f"keras-din train presets/{info.name}/train_config.json",
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
     print(format_table(rows))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
-    return _generator().main([])
+    return generator.main([])
 
 
 if __name__ == "__main__":
