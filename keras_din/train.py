@@ -14,7 +14,8 @@ A run is described by a small JSON file, like the authors' option files:
 
 Paths are relative to the working directory. The run writes `output_dir/checkpoint.keras`
 (model and optimizer, each epoch, atomically), `state.json`, `log.csv` and `curve.png`, and
-resumes from them when started again.
+resumes from them when started again: the weights and Adam state come from the checkpoint, the
+solver (epochs, schedule, precision) from the config as it is then.
 """
 
 from __future__ import annotations
@@ -257,20 +258,21 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     steps = int(data["steps_per_epoch"])
     checkpoint = out / "checkpoint.keras"
     initial_epoch = 0
-    if resume and checkpoint.exists():
-        model = keras.saving.load_model(checkpoint)
+    resuming = resume and checkpoint.exists()
+    # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies.
+    model = DIN(**config["model"], dtype=solver["mixed_precision"]) if resuming else build_model(config)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=_schedule(solver, steps),
+        beta_1=solver["beta_1"],
+        beta_2=solver["beta_2"],
+        epsilon=solver["epsilon"],
+        global_clipnorm=solver["clip_norm"],
+    )
+    model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=scale)])
+    if resuming:
+        _restore(model, checkpoint)
         initial_epoch = json.loads((out / "state.json").read_text())["epochs_done"]
         print(f"Resuming {checkpoint} after epoch {initial_epoch}")
-    else:
-        model = build_model(config)
-        optimizer = keras.optimizers.Adam(
-            learning_rate=_schedule(solver, steps),
-            beta_1=solver["beta_1"],
-            beta_2=solver["beta_2"],
-            epsilon=solver["epsilon"],
-            global_clipnorm=solver["clip_norm"],
-        )
-        model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=scale)])
     if initial_epoch >= solver["epochs"]:
         print(f"{out} already trained for {initial_epoch} epochs (solver.epochs = {solver['epochs']}).")
         return model
@@ -310,6 +312,25 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
             "Lower solver.learning_rate or set solver.clip_norm, then run again to resume."
         )
     return model
+
+
+def _restore(model: DIN, checkpoint: Path) -> None:
+    """Copies the weights and the Adam state (step count, moments) of `checkpoint` into `model`."""
+    saved = keras.saving.load_model(checkpoint)
+    try:
+        model.set_weights(saved.get_weights())
+    except ValueError as error:
+        raise ValueError(
+            f"{checkpoint} holds a different network than the config's model section ({error}). "
+            "Restore the model section it was trained with, or pass --restart / use a new output_dir."
+        ) from None
+    model.optimizer.build(model.trainable_variables)
+
+    def state(optimizer):  # the learning rate comes from the config, not the checkpoint
+        return [v for v in optimizer.variables if v.path.rsplit("/", 1)[-1] != "learning_rate"]
+
+    for target, source in zip(state(model.optimizer), state(saved.optimizer), strict=True):
+        target.assign(source)
 
 
 def _finite_history(model) -> bool:

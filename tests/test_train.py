@@ -72,6 +72,23 @@ def test_resume_continues_where_it_stopped(full_run, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_resume_applies_the_configs_schedule_and_precision(tmp_path):
+    first = _config(tmp_path, lr_milestones=[], epochs=1)
+    first["data"]["val"] = None
+    stopped = train(first, verbose=0)
+    longer = _config(tmp_path, lr_milestones=[1], epochs=2, mixed_precision="mixed_bfloat16")
+    longer["data"]["val"] = None
+    resumed = train(longer, verbose=0)
+    assert resumed.dtype_policy.name == "mixed_bfloat16"
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 12
+    assert float(keras.ops.convert_to_numpy(resumed.optimizer.learning_rate)) == pytest.approx(1e-3)
+    assert not np.allclose(_weights(resumed)[0], _weights(stopped)[0])
+    wider = _config(tmp_path, epochs=3)
+    wider["model"]["num_features"] = 12
+    with pytest.raises(ValueError, match="different network.*--restart"):
+        train(wider, verbose=0)
+
+
 def test_nan_loss_stops_and_keeps_no_bad_checkpoint(tmp_path):
     config = _config(tmp_path, learning_rate=1e30, lr_milestones=[])
     with pytest.raises(TrainingError, match="NaN"):
