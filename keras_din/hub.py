@@ -267,6 +267,7 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
             f"steps, {training['patches_seen']:,} patches) on {', '.join(training['data'])}"
             + (f", starting from `{training['init_from']}`" if training.get("init_from") else "")
             + (f", on the {training['backend']} backend" if training.get("backend") else "")
+            + _precision_text(training.get("history", []), training["epochs_done"])
             + ". Urban100 here is the first 15 of its 100 images.",
         ]
     lines += [
@@ -285,3 +286,16 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _precision_text(history: list[dict], epochs_done: int) -> str:
+    """", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
+    ends = [segment["from_epoch"] - 1 for segment in history[1:]] + [epochs_done]
+    stretches = [
+        (segment["from_epoch"], end, segment["mixed_precision"] or "float32") for segment, end in zip(history, ends)
+    ]
+    if not stretches:
+        return ""
+    if len({precision for _, _, precision in stretches}) == 1:
+        return f", in {stretches[0][2]}"
+    return ", epochs " + " and ".join(f"{first}–{last} in {precision}" for first, last, precision in stretches)

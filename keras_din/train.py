@@ -15,7 +15,8 @@ A run is described by a small JSON file, like the authors' option files:
 Paths are relative to the working directory. The run writes `output_dir/checkpoint.keras`
 (model and optimizer, each epoch, atomically), `state.json`, `log.csv` and `curve.png`, and
 resumes from them when started again: the weights and Adam state come from the checkpoint, the
-solver (epochs, schedule, precision) from the config as it is then.
+solver (epochs, schedule, precision) from the config as it is then. `state.json` keeps the run's
+`history`: from which epoch on it ran on which backend and in which precision.
 """
 
 from __future__ import annotations
@@ -269,10 +270,16 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
         global_clipnorm=solver["clip_norm"],
     )
     model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=scale)])
+    history = []
     if resuming:
         _restore(model, checkpoint)
-        initial_epoch = json.loads((out / "state.json").read_text())["epochs_done"]
+        state = json.loads((out / "state.json").read_text())
+        initial_epoch = state["epochs_done"]
+        history = run_history(state)
         print(f"Resuming {checkpoint} after epoch {initial_epoch}")
+    segment = _segment(initial_epoch + 1, keras.backend.backend(), solver)
+    if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
+        history.append(segment)
     if initial_epoch >= solver["epochs"]:
         print(f"{out} already trained for {initial_epoch} epochs (solver.epochs = {solver['epochs']}).")
         return model
@@ -298,7 +305,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     callbacks += [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
-        _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend()}),
+        _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend(), "history": history}),
         _CurvePlot(out / "log.csv", out / "curve.png"),
     ]
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
@@ -312,6 +319,24 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
             "Lower solver.learning_rate or set solver.clip_norm, then run again to resume."
         )
     return model
+
+
+def _segment(from_epoch: int, backend: str | None, solver: dict) -> dict:
+    """One stretch of a run's `history`: the epochs from `from_epoch` on, and how they ran."""
+    return {"from_epoch": from_epoch, "backend": backend, "mixed_precision": solver["mixed_precision"]}
+
+
+def run_history(state: dict) -> list[dict]:
+    """Which epochs of a run (its `state.json`) ran on which backend and in which precision.
+
+    Each entry starts at `from_epoch` (1-based); states written before this record existed
+    count as one stretch, as their config says.
+
+    Example:
+    >>> run_history({"epochs_done": 2, "config": {"solver": {"mixed_precision": None}}})
+    [{'from_epoch': 1, 'backend': None, 'mixed_precision': None}]
+    """
+    return state.get("history") or [_segment(1, state.get("backend"), state["config"]["solver"])]
 
 
 def _restore(model: DIN, checkpoint: Path) -> None:

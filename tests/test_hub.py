@@ -261,3 +261,25 @@ def test_model_card_metadata_reads_back_through_huggingface_hub(tiny):
     data = ModelCard(model_card("din_tiny", HANDLE, config, {})).data
     assert (data.license, data.library_name, data.pipeline_tag) == ("apache-2.0", "keras", "image-to-image")
     assert "super-resolution" in data.tags and "eugenesiow/Div2k" in data.datasets and data.metrics == ["psnr", "ssim"]
+
+
+def test_model_card_says_which_epochs_ran_in_which_precision(tiny):
+    config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
+    training = {
+        "command": "keras-din train run.json",
+        "data": ["T91/HR"],
+        "epochs_done": 40,
+        "steps": 10_000,
+        "patches_seen": 160_000,
+        "backend": "tensorflow",
+        "history": [
+            {"from_epoch": 1, "backend": "tensorflow", "mixed_precision": None},
+            {"from_epoch": 31, "backend": "tensorflow", "mixed_precision": "mixed_bfloat16"},
+        ],
+    }
+    card = model_card("din_tiny", HANDLE, config, {"training": training})
+    assert "for 40 epochs (10,000 steps, 160,000 patches)" in card
+    assert "epochs 1–30 in float32 and 31–40 in mixed_bfloat16." in card
+    training["history"] = training["history"][1:2]
+    training["history"][0]["from_epoch"] = 1
+    assert "backend, in mixed_bfloat16." in model_card("din_tiny", HANDLE, config, {"training": training})

@@ -68,6 +68,7 @@ def test_resume_continues_where_it_stopped(full_run, tmp_path):
     with open(tmp_path / "log.csv", newline="") as handle:
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 18
+    assert len(json.loads((tmp_path / "state.json").read_text())["history"]) == 1  # nothing changed
     for a, b in zip(_weights(resumed), _weights(full_model)):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -83,6 +84,11 @@ def test_resume_applies_the_configs_schedule_and_precision(tmp_path):
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 12
     assert float(keras.ops.convert_to_numpy(resumed.optimizer.learning_rate)) == pytest.approx(1e-3)
     assert not np.allclose(_weights(resumed)[0], _weights(stopped)[0])
+    backend = keras.backend.backend()
+    assert json.loads((tmp_path / "state.json").read_text())["history"] == [
+        {"from_epoch": 1, "backend": backend, "mixed_precision": None},
+        {"from_epoch": 2, "backend": backend, "mixed_precision": "mixed_bfloat16"},
+    ]
     wider = _config(tmp_path, epochs=3)
     wider["model"]["num_features"] = 12
     with pytest.raises(ValueError, match="different network.*--restart"):

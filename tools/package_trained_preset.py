@@ -23,7 +23,7 @@ import keras
 from keras_din.evaluate import evaluate, format_table
 from keras_din.model import DIN
 from keras_din.preset_registry import get_preset
-from keras_din.train import load_config
+from keras_din.train import load_config, run_history
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "init_from": config["init_from"],
         # state.json records the training backend; runs older than that field get the packaging one.
         "backend": state.get("backend", keras.backend.backend()),
+        "history": run_history(state),
         "last_logs": state.get("last_logs", {}),
     }
     model.save_to_preset(folder, metadata={"training": training})
