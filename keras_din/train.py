@@ -260,8 +260,9 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     checkpoint = out / "checkpoint.keras"
     initial_epoch = 0
     resuming = resume and checkpoint.exists()
-    # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies.
-    model = DIN(**config["model"], dtype=solver["mixed_precision"]) if resuming else build_model(config)
+    # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies;
+    # its weights come from the checkpoint, not from init_from.
+    model = build_model({**config, "init_from": None} if resuming else config)
     optimizer = keras.optimizers.Adam(
         learning_rate=_schedule(solver, steps),
         beta_1=solver["beta_1"],
