@@ -269,7 +269,7 @@ def official_state_dict(model: DIN) -> dict[str, np.ndarray]:
 
     Example:
     >>> import keras_din
-    >>> model = keras_din.DIN(scale=2, num_features=8, growth_rate=2)
+    >>> model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1)
     >>> official_state_dict(model)["feat_conv.weight"].shape
     (8, 3, 3, 3)
     """

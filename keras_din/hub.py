@@ -268,7 +268,9 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
             + (f", starting from `{training['init_from']}`" if training.get("init_from") else "")
             + (f", on the {training['backend']} backend" if training.get("backend") else "")
             + _precision_text(training.get("history", []), training["epochs_done"])
-            + ". Urban100 here is the first 15 of its 100 images.",
+            + "."
+            + _learning_rate_text(training.get("learning_rates", []), training["epochs_done"])
+            + " Urban100 here is the first 15 of its 100 images.",
         ]
     lines += [
         "",
@@ -288,11 +290,26 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     return "\n".join(lines)
 
 
+def _epoch_ranges(segments: list[dict], epochs_done: int, key: str) -> list[tuple[int, int, object]]:
+    """(first, last, segment[key]) for each stretch of a run that starts at its `from_epoch`."""
+    ends = [segment["from_epoch"] - 1 for segment in segments[1:]] + [epochs_done]
+    return [(segment["from_epoch"], end, segment[key]) for segment, end in zip(segments, ends)]
+
+
+def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
+    """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'"""
+    ranges = _epoch_ranges(stretches, epochs_done, "learning_rate")
+    if not ranges:
+        return ""
+    parts = [f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)]
+    return " Adam, learning rate " + ", ".join(parts) + "."
+
+
 def _precision_text(history: list[dict], epochs_done: int) -> str:
     """", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
-    ends = [segment["from_epoch"] - 1 for segment in history[1:]] + [epochs_done]
     stretches = [
-        (segment["from_epoch"], end, segment["mixed_precision"] or "float32") for segment, end in zip(history, ends)
+        (first, last, precision or "float32")
+        for first, last, precision in _epoch_ranges(history, epochs_done, "mixed_precision")
     ]
     if not stretches:
         return ""

@@ -66,7 +66,7 @@ class DIN(keras.Model):
     >>> import numpy as np, keras_din
     >>> model = keras_din.DIN(version="enhanced", scale=2, num_features=8, growth_rate=4,
     ...                       num_branches=2, num_blocks=2)
-    >>> model(np.zeros((1, 6, 7, 3), "float32")).shape
+    >>> tuple(model(np.zeros((1, 6, 7, 3), "float32")).shape)
     (1, 12, 14, 3)
     """
 

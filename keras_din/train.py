@@ -17,6 +17,12 @@ Paths are relative to the working directory. The run writes `output_dir/checkpoi
 resumes from them when started again: the weights and Adam state come from the checkpoint, the
 solver (epochs, schedule, precision) from the config as it is then. `state.json` keeps the run's
 `history`: from which epoch on it ran on which backend and in which precision.
+
+The learning rate is `learning_rate`, multiplied by `lr_gamma` after each epoch in
+`lr_milestones`; `lr_values` (one rate per stretch, `len(lr_milestones) + 1` of them) sets
+each stretch's rate instead: `"lr_milestones": [20, 30], "lr_values": [5e-4, 5e-5, 2.5e-4]`
+drops to 5e-5 after epoch 20 and restarts warm at 2.5e-4 after epoch 30 (a finished run can be
+extended so, and resumes with it).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ DEFAULTS = {
         "learning_rate": 1e-4,
         "lr_milestones": [],
         "lr_gamma": 0.5,
+        "lr_values": None,
         "loss": "l1",
         "beta_1": 0.9,
         "beta_2": 0.999,
@@ -76,7 +83,7 @@ def load_config(source: str | os.PathLike | dict) -> dict:
     """A training config (file path or dict) merged over the defaults, with unknown keys named.
 
     Example:
-    >>> load_config({"model": {"scale": 3}})["model"]["scale"]
+    >>> load_config({"model": {"scale": 3}, "data": {"train": "T91/HR"}})["model"]["scale"]
     3
     """
     if isinstance(source, dict):
@@ -104,15 +111,47 @@ def load_config(source: str | os.PathLike | dict) -> dict:
         config["data"]["train"] = [config["data"]["train"]]
     if not config["data"]["train"]:
         raise ValueError("Training config: data.train must name at least one folder of HR images.")
+    _lr_values(config["solver"])
     return config
 
 
+def _lr_values(solver: dict) -> list[float]:
+    """The learning rate of each stretch between `lr_milestones`, checked against them."""
+    epochs = [int(m) for m in solver["lr_milestones"]]
+    if epochs != sorted(set(epochs)) or any(m < 1 for m in epochs):
+        raise ValueError(f"solver.lr_milestones must be increasing epochs >= 1, got {solver['lr_milestones']}.")
+    values = solver["lr_values"]
+    if values is None:
+        return [float(solver["learning_rate"]) * solver["lr_gamma"] ** i for i in range(len(epochs) + 1)]
+    if len(values) != len(epochs) + 1:
+        raise ValueError(
+            f"solver.lr_values needs one learning rate per stretch: {len(epochs) + 1} for "
+            f"{len(epochs)} lr_milestones, got {len(values)}."
+        )
+    return [float(v) for v in values]
+
+
+def lr_stretches(solver: dict, epochs: int) -> list[dict]:
+    """The learning rate of each stretch of epochs 1..`epochs` under `solver` (a loaded config's).
+
+    Example:
+    >>> lr_stretches({"learning_rate": 1e-3, "lr_gamma": 0.5, "lr_milestones": [2], "lr_values": None}, 3)
+    [{'from_epoch': 1, 'learning_rate': 0.001}, {'from_epoch': 3, 'learning_rate': 0.0005}]
+    """
+    starts = [1] + [int(m) + 1 for m in solver["lr_milestones"]]
+    return [
+        {"from_epoch": start, "learning_rate": value}
+        for start, value in zip(starts, _lr_values(solver))
+        if start <= epochs
+    ]
+
+
 def _schedule(solver: dict, steps_per_epoch: int):
-    milestones = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
-    if not milestones:
-        return float(solver["learning_rate"])
-    values = [float(solver["learning_rate"]) * solver["lr_gamma"] ** i for i in range(len(milestones) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(milestones, values)
+    values = _lr_values(solver)
+    if len(values) == 1:
+        return values[0]
+    boundaries = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def _loss(name: str):

@@ -22,6 +22,7 @@ import keras_din
 from keras_din import preset_registry
 from keras_din.hub import download_preset, model_card, parse_handle
 from keras_din.preset import PresetError
+from keras_din.train import load_config, lr_stretches
 
 from conftest import REPO
 from hub_server import FakeHub
@@ -283,3 +284,19 @@ def test_model_card_says_which_epochs_ran_in_which_precision(tiny):
     training["history"] = training["history"][1:2]
     training["history"][0]["from_epoch"] = 1
     assert "backend, in mixed_bfloat16." in model_card("din_tiny", HANDLE, config, {"training": training})
+
+
+def test_model_card_gives_the_learning_rate_schedule_with_a_warm_restart(tiny):
+    config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
+    schedule = {"lr_milestones": [20, 30, 45], "lr_values": [5e-4, 1e-4, 5e-4, 2.5e-4]}
+    solver = load_config({"data": {"train": "T91/HR"}, "solver": schedule})["solver"]
+    training = {
+        "command": "keras-din train run.json",
+        "data": ["T91/HR"],
+        "epochs_done": 40,  # the last milestone is not reached yet
+        "steps": 10_000,
+        "patches_seen": 160_000,
+        "learning_rates": lr_stretches(solver, 40),
+    }
+    card = model_card("din_tiny", HANDLE, config, {"training": training})
+    assert "Adam, learning rate 0.0005 for epochs 1–20, 0.0001 for 21–30, 0.0005 for 31–40." in card

@@ -95,6 +95,24 @@ def test_resume_applies_the_configs_schedule_and_precision(tmp_path):
         train(wider, verbose=0)
 
 
+def _learning_rate(model):
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def test_lr_values_restart_warm_after_a_finished_schedule(tmp_path):
+    # Epoch 1 at 2e-3, epoch 2 at 1e-4; then the finished run is extended by a warm restart at 1e-3.
+    decayed = _config(tmp_path, epochs=2, lr_milestones=[1])
+    decayed["data"]["val"] = None
+    decayed["solver"]["lr_values"] = [2e-3, 1e-4]
+    assert _learning_rate(train(decayed, verbose=0)) == pytest.approx(1e-4)
+    restarted = _config(tmp_path, epochs=3, lr_milestones=[1, 2])
+    restarted["data"]["val"] = None
+    restarted["solver"]["lr_values"] = [2e-3, 1e-4, 1e-3]
+    model = train(restarted, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 18
+    assert _learning_rate(model) == pytest.approx(1e-3)
+
+
 def test_nan_loss_stops_and_keeps_no_bad_checkpoint(tmp_path):
     config = _config(tmp_path, learning_rate=1e30, lr_milestones=[])
     with pytest.raises(TrainingError, match="NaN"):
@@ -131,6 +149,10 @@ def test_config_errors_are_named(tmp_path):
         load_config({"solver": {"lr": 1}, "data": {"train": "x"}})
     with pytest.raises(ValueError, match="data.train"):
         load_config({})
+    with pytest.raises(ValueError, match="lr_values needs one learning rate per stretch: 3 for 2"):
+        load_config({"solver": {"lr_milestones": [5, 9], "lr_values": [1e-3]}, "data": {"train": "x"}})
+    with pytest.raises(ValueError, match=r"lr_milestones must be increasing.*\[9, 5\]"):
+        load_config({"solver": {"lr_milestones": [9, 5]}, "data": {"train": "x"}})
 
 
 _DATA_PARALLEL = """

@@ -23,7 +23,7 @@ import keras
 from keras_din.evaluate import evaluate, format_table
 from keras_din.model import DIN
 from keras_din.preset_registry import get_preset
-from keras_din.train import load_config, run_history
+from keras_din.train import load_config, lr_stretches, run_history
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         # state.json records the training backend; runs older than that field get the packaging one.
         "backend": state.get("backend", keras.backend.backend()),
         "history": run_history(state),
+        # the schedule as the config describes it now, which a resumed run follows
+        "learning_rates": lr_stretches(config["solver"], state["epochs_done"]),
         "last_logs": state.get("last_logs", {}),
     }
     model.save_to_preset(folder, metadata={"training": training})

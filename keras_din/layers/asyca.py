@@ -25,7 +25,7 @@ class AsyCA(keras.layers.Layer):
     >>> import numpy as np, keras_din
     >>> attention = keras_din.layers.AsyCA(num_features=8, ratio=4)
     >>> x1, x2 = np.zeros((1, 4, 4, 8), "float32"), np.ones((1, 4, 4, 8), "float32")
-    >>> attention([x1, x2]).shape
+    >>> tuple(attention([x1, x2]).shape)
     (1, 4, 4, 8)
     """
 

@@ -44,9 +44,9 @@ class BilinearUpsample(keras.layers.Layer):
         data_format: `"channels_last"` (default from Keras' config) or `"channels_first"`.
 
     Example:
-    >>> import numpy as np, keras_din
+    >>> import numpy as np, keras, keras_din
     >>> up = keras_din.layers.BilinearUpsample(factor=2)
-    >>> up(np.arange(4, dtype="float32").reshape(1, 1, 4, 1))[0, 0, :, 0].tolist()
+    >>> keras.ops.convert_to_numpy(up(np.arange(4, dtype="float32").reshape(1, 1, 4, 1)))[0, 0, :, 0].tolist()
     [0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]
     """
 

@@ -25,7 +25,7 @@ class InterleavedBlock(keras.layers.Layer):
     >>> import numpy as np, keras_din
     >>> node = keras_din.layers.InterleavedBlock(num_features=8, growth_rate=4, attention_ratio=4)
     >>> x = np.zeros((1, 5, 5, 8), "float32")
-    >>> node([x, x]).shape
+    >>> tuple(node([x, x]).shape)
     (1, 5, 5, 8)
     """
 

@@ -24,7 +24,7 @@ class RDB(keras.layers.Layer):
     Example:
     >>> import numpy as np, keras_din
     >>> block = keras_din.layers.RDB(num_features=8, growth_rate=4)
-    >>> block(np.zeros((1, 5, 7, 8), "float32")).shape
+    >>> tuple(block(np.zeros((1, 5, 7, 8), "float32")).shape)
     (1, 5, 7, 8)
     """
 

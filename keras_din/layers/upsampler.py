@@ -25,7 +25,7 @@ class Upsampler(keras.layers.Layer):
     Example:
     >>> import numpy as np, keras_din
     >>> up = keras_din.layers.Upsampler(num_features=8, scale=4, out_channels=3)
-    >>> up(np.zeros((1, 5, 6, 8), "float32")).shape
+    >>> tuple(up(np.zeros((1, 5, 6, 8), "float32")).shape)
     (1, 20, 24, 3)
     """
 

@@ -28,7 +28,7 @@ class WRDB(keras.layers.Layer):
     Example:
     >>> import numpy as np, keras_din
     >>> block = keras_din.layers.WRDB(num_features=8, growth_rate=4)
-    >>> block(np.zeros((2, 6, 5, 8), "float32")).shape
+    >>> tuple(block(np.zeros((2, 6, 5, 8), "float32")).shape)
     (2, 6, 5, 8)
     """
 
