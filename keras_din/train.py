@@ -228,18 +228,30 @@ class _ValidationPSNR(keras.callbacks.Callback):
 
 
 class _CurvePlot(keras.callbacks.Callback):
-    """Redraws `curve.png` (training loss and validation PSNR per epoch) from `log.csv`."""
+    """Redraws `curve.png` (training loss, validation PSNR, learning rate per epoch) from `log.csv`."""
 
-    def __init__(self, csv_path: Path, png_path: Path):
+    def __init__(self, csv_path: Path, png_path: Path, solver: dict):
         super().__init__()
-        self.csv_path, self.png_path = csv_path, png_path
+        self.csv_path, self.png_path, self.solver = csv_path, png_path, solver
 
     def on_epoch_end(self, epoch, logs=None):
-        plot_training_log(self.csv_path, self.png_path)
+        stretches = lr_stretches(self.solver, epoch + 1)
+        plot_training_log(self.csv_path, self.png_path, stretches, loss_name=self.solver["loss"].upper())
 
 
-def plot_training_log(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> Path | None:
-    """Plots loss (and val_psnr where logged) from a Keras CSV log; returns None without matplotlib."""
+def plot_training_log(
+    csv_path: str | os.PathLike,
+    png_path: str | os.PathLike,
+    learning_rates: list[dict] | None = None,
+    loss_name: str = "L1",
+) -> Path | None:
+    """Plots loss (and val_psnr where logged) from a Keras CSV log; returns None without matplotlib.
+
+    `learning_rates` (`lr_stretches` of the run) adds a panel with the learning rate per epoch.
+
+    Example:
+    >>> plot_training_log("presets/din_small_x3/training/log.csv", "/tmp/curve.png")  # doctest: +SKIP
+    """
     try:
         import matplotlib
 
@@ -254,10 +266,22 @@ def plot_training_log(csv_path: str | os.PathLike, png_path: str | os.PathLike) 
     if not rows:
         return None
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
+    if learning_rates:
+        figure, (loss_axis, lr_axis) = plt.subplots(
+            2, 1, figsize=(7, 5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+        rates = [[s["learning_rate"] for s in learning_rates if s["from_epoch"] <= e][-1] for e in epochs]
+        lr_axis.step(epochs, rates, where="mid", color="tab:green")
+        lr_axis.set_yscale("log")
+        lr_axis.set_yticks(sorted(set(rates)), [f"{rate:g}" for rate in sorted(set(rates))], minor=False)
+        lr_axis.set_yticks([], minor=True)
+        lr_axis.set_ylabel("learning rate", color="tab:green")
+        lr_axis.set_xlabel("epoch")
+    else:
+        figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
+        loss_axis.set_xlabel("epoch")
     loss_axis.plot(epochs, [float(r["loss"]) for r in rows], color="tab:blue", label="training loss")
-    loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("L1 loss", color="tab:blue")
+    loss_axis.set_ylabel(f"training {loss_name} loss", color="tab:blue")
     # CSVLogger writes "NA" for validation keys when there is no validation.
     measured = [(e, float(r["val_psnr"])) for e, r in zip(epochs, rows) if r.get("val_psnr", "NA") != "NA"]
     if measured:
@@ -346,7 +370,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
         _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend(), "history": history}),
-        _CurvePlot(out / "log.csv", out / "curve.png"),
+        _CurvePlot(out / "log.csv", out / "curve.png", solver),
     ]
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
     # which a resumed run cannot reproduce.

@@ -6,8 +6,8 @@ Reads `presets/<name>/train_config.json` and the run's `checkpoint.keras` (its
 `output_dir`), rebuilds the registered architecture with the trained weights (no
 optimizer state), evaluates it with `keras_din.evaluate` (Y-PSNR/SSIM, BI, border =
 scale) beside bicubic, and writes `keras_din/presets/<name>/` (config, weights,
-metadata with the training record and the results), then regenerates the model card
-with `tools/make_preset_folders.py`.
+metadata with the training record and the results), redraws the run's `curve.png`, then
+regenerates the model card with `tools/make_preset_folders.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import keras
 from keras_din.evaluate import evaluate, format_table
 from keras_din.model import DIN
 from keras_din.preset_registry import get_preset
-from keras_din.train import load_config, lr_stretches, run_history
+from keras_din.train import load_config, lr_stretches, plot_training_log, run_history
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rates": lr_stretches(config["solver"], state["epochs_done"]),
         "last_logs": state.get("last_logs", {}),
     }
+    plot_training_log(run / "log.csv", run / "curve.png", training["learning_rates"], config["solver"]["loss"].upper())
     model.save_to_preset(folder, metadata={"training": training})
     datasets = [d for d in args.datasets.split(",") if d]
     rows = evaluate(str(folder), args.data, datasets, [info.config["scale"]])
