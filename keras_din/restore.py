@@ -146,6 +146,11 @@ def restore_array(
             progress.update(1)
     else:
         output = tiled_apply(run, pixels, model.scale, size, overlap, tile_batch_size, progress)
+    if not np.isfinite(output).all():
+        raise FloatingPointError(
+            f"The model's output has NaN or Inf values (dtype policy {model.dtype_policy.name}): its weights "
+            "have diverged, or float16 overflowed. Restore in float32 or mixed_bfloat16, or use other weights."
+        )
     if channels == 1 and output.shape[-1] != 1:
         output = output.mean(axis=-1, keepdims=True)
     if alpha is not None:

@@ -188,6 +188,10 @@ def build_model(config: dict) -> DIN:
     return model
 
 
+def _finite(logs: dict) -> bool:
+    return all(math.isfinite(float(v)) for v in logs.values() if isinstance(v, (int, float)))
+
+
 class _EpochCheckpoint(keras.callbacks.Callback):
     """Saves model + optimizer and the epoch count atomically after every finite epoch."""
 
@@ -198,7 +202,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not all(math.isfinite(float(v)) for v in logs.values() if isinstance(v, (int, float))):
+        if not _finite(logs):
             return  # never replace the last good checkpoint with a diverged one
         temporary = self.folder / ".checkpoint.incomplete.keras"
         self.model.save(temporary)
@@ -221,6 +225,8 @@ class _ValidationPSNR(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from keras_din.evaluate import score_model
 
+        if not _finite(logs or {}):
+            return  # a diverged model has nothing to validate (TerminateOnNaN ends the run)
         psnr, ssim = score_model(self.model, self.pairs, self.scale)
         if logs is not None:
             logs["val_psnr"], logs["val_ssim"] = psnr, ssim

@@ -50,3 +50,11 @@ def test_self_ensemble_is_equivariant_and_differs_from_one_pass(model):
     np.testing.assert_allclose(flipped, ensemble, atol=1e-5)
     np.testing.assert_allclose(rotated, ensemble, atol=1e-5)
     assert np.abs(ensemble - restore_array(model, image)).max() > 1e-3
+
+
+def test_a_diverged_model_is_refused_not_written_as_black_pixels():
+    diverged = keras_din.DIN(scale=2, num_features=4, growth_rate=2, num_branches=1, num_blocks=1)
+    bias = diverged.weights[-1]
+    bias.assign(np.full(bias.shape, np.nan, "float32"))
+    with pytest.raises(FloatingPointError, match="NaN or Inf values.*float32 or mixed_bfloat16"):
+        restore_array(diverged, RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8))
