@@ -169,6 +169,20 @@ def test_top_readme_documents_every_preset():
         assert way in section
 
 
+def test_top_readme_gives_the_bundled_presets_measured_scores():
+    """The README's table of the bundled presets is their metadata's evaluation, rounded as printed."""
+    readme = (REPO / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| dataset | `din_small_x2`"))
+    columns = [cell.strip(" `") for cell in header.strip("|").split("|")]
+    table = readme[readme.index(header):].split("\n\n")[0].splitlines()[2:]
+    rows = {line.strip("|").split("|")[0].strip().split(" ")[0]: line.strip("|").split("|") for line in table}
+    for name, info in BUNDLED.items():
+        for result in json.loads((info.folder() / "metadata.json").read_text())["results"]:
+            cell = rows[result["dataset"]][columns.index(name)]
+            expected = f"{result['psnr']:.2f} / {result['ssim']:.4f} ({result['bicubic_psnr']:.2f} / "
+            assert cell.strip().startswith(expected), (name, result["dataset"], cell)
+
+
 @pytest.mark.slow
 def test_preset_folders_are_up_to_date():
     """Builds every paper-size model: config.json and parameter counts as `tools/make_preset_folders.py` writes them."""
