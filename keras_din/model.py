@@ -21,11 +21,24 @@ def _compute_data_format(data_format: str) -> str:
 
     Keras' torch backend runs every convolution in NCHW and transposes channels_last
     tensors around each one (a third of the op time, measured in benchmarks/README.md),
-    so on torch the layers compute channels_first and the model transposes once at its
-    input and output. TensorFlow's and XLA's CPU convolutions prefer NHWC: elsewhere the
-    layers compute in the layout they are given.
+    so on torch the layers compute channels_first. TensorFlow's CPU convolution exists in
+    NHWC only (NCHW needs its oneDNN kernels, which most CPUs run without; see
+    `layers._inline._tf_needs_nhwc`), so on TensorFlow they compute channels_last. Either
+    way the model transposes once at its input and once at its output. XLA (JAX) takes
+    both layouts: there the layers compute in the layout they are given.
     """
-    return "channels_first" if keras.backend.backend() == "torch" else data_format
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return "channels_first"
+    if backend == "tensorflow":
+        return "channels_last"
+    return data_format
+
+
+def _permute(x, to_format: str, dtype):
+    """`x` transposed into `to_format` (one layer, named for the layout it produces)."""
+    dims = (3, 1, 2) if to_format == "channels_first" else (2, 3, 1)
+    return keras.layers.Permute(dims, name=f"to_{to_format}", dtype=dtype)(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -59,7 +72,8 @@ class DIN(keras.Model):
         attention_ratio: AsyCA reduction; `None` takes the version's (8 or 4).
         data_format: layout of the input and output, `"channels_last"` or
             `"channels_first"`; `None` reads Keras' config. (On torch the layers
-            compute channels_first whatever this is; see `_compute_data_format`.)
+            compute channels_first and on TensorFlow channels_last whatever this
+            is; see `_compute_data_format`.)
         dtype: a dtype policy name such as `"float32"` or `"mixed_bfloat16"`.
 
     Example:
@@ -119,7 +133,7 @@ class DIN(keras.Model):
         image = keras.Input(shape=shape, name="image")
         x_in = image
         if compute_format != data_format:
-            x_in = keras.layers.Permute((3, 1, 2), name="to_channels_first", dtype=dtype)(image)
+            x_in = _permute(image, compute_format, dtype)
         shallow = keras.layers.Conv2D(num_features, 3, padding="same", name="feat_conv", **common)(x_in)
 
         branches = []
@@ -155,7 +169,7 @@ class DIN(keras.Model):
             skip = BilinearUpsample(scale, name="bilinear_skip", **common)(x_in)
             output = keras.layers.Add(name="global_skip", dtype=dtype)([output, skip])
         if compute_format != data_format:
-            output = keras.layers.Permute((2, 3, 1), name="to_channels_last", dtype=dtype)(output)
+            output = _permute(output, data_format, dtype)
 
         super().__init__(inputs=image, outputs=output, **kwargs)
         if dtype is not None:  # functional models ignore `dtype`; record it as KerasHub backbones do

@@ -162,12 +162,16 @@ def test_public_layers_are_exported():
     assert {"RDB", "WRDB", "AsyCA", "InterleavedBlock", "Upsampler"} <= set(layers.__all__)
 
 
-def test_din_computes_in_the_layout_its_backend_prefers():
-    """On torch the layers compute NCHW (Keras' torch convolutions are NCHW); the model's I/O keeps its layout."""
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_din_computes_in_the_layout_its_backend_prefers(data_format):
+    """torch computes NCHW (Keras' torch convolutions are NCHW), TensorFlow NHWC (its CPU Conv2D has
+    no NCHW without oneDNN), JAX in the given layout; the model's I/O keeps its layout."""
     from keras_din import DIN
 
-    model = DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1, data_format="channels_last")
-    inner = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+    model = DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1, data_format=data_format)
+    inner = {"torch": "channels_first", "tensorflow": "channels_last"}.get(keras.backend.backend(), data_format)
     assert {layer.data_format for layer in model.layers if hasattr(layer, "data_format")} == {inner}
-    assert model.data_format == "channels_last"
-    assert model(np.zeros((1, 5, 6, 3), "float32")).shape == (1, 10, 12, 3)
+    assert model.data_format == data_format
+    shape = (1, 5, 6, 3) if data_format == "channels_last" else (1, 3, 5, 6)
+    expected = (1, 10, 12, 3) if data_format == "channels_last" else (1, 3, 10, 12)
+    assert model(np.zeros(shape, "float32")).shape == expected

@@ -43,7 +43,7 @@ def test_keras_file_round_trip(converted, tmp_path):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), y)
 
 
-def test_preset_folder_round_trip(converted, tmp_path):
+def test_preset_folder_round_trip_also_loads_channels_first(converted, tmp_path):
     model, x, y = converted
     folder = model.save_to_preset(tmp_path / "preset")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metadata.json", "model.weights.h5"]

@@ -7,8 +7,14 @@ per channel. The blocks therefore keep those sub-layers as the owners of their v
 (names, shapes and checkpoints unchanged) and compute with these functions instead. Measured
 (benchmarks/README.md): each change −11 to −21 % of torch's eager time, a few percent on the other
 backends' eager modes, nothing under `tf.function` / `jax.jit`; outputs bit-identical.
+
+Every convolution of the layers goes through `conv2d`, which is also where TensorFlow's missing
+NCHW CPU convolution is worked around (`_tf_needs_nhwc`).
 """
 
+import functools
+
+import keras
 from keras import ops
 
 
@@ -18,9 +24,31 @@ def _per_channel(variable, like, data_format: str):
     return ops.reshape(ops.cast(variable, like.dtype), shape)
 
 
+@functools.cache
+def _tf_needs_nhwc() -> bool:
+    """Whether TensorFlow must be given NHWC convolutions.
+
+    TensorFlow's own CPU Conv2D kernel implements NHWC only ("The Conv2D op currently only
+    supports the NHWC tensor format on the CPU"); NCHW works on CPU only through its oneDNN
+    kernels, which TF enables by default on AVX512-VNNI/BF16 or AMX CPUs alone (and never with
+    TF_ENABLE_ONEDNN_OPTS=0). Without a GPU, channels_first convolutions are therefore run as
+    transpose → NHWC convolution → transpose, on every CPU alike. `DIN` avoids the transposes
+    altogether by computing NHWC on TensorFlow (`model._compute_data_format`).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
+
+
 def conv2d(layer, x, data_format: str):
     """`layer(x)` for a stride-1, "same"-padded, linear `keras.layers.Conv2D` with a bias."""
     kernel = ops.cast(layer.kernel, x.dtype)
+    if data_format == "channels_first" and _tf_needs_nhwc():
+        y = ops.conv(ops.transpose(x, (0, 2, 3, 1)), kernel, strides=1, padding="same")
+        y = y + _per_channel(layer.bias, y, "channels_last")
+        return ops.transpose(y, (0, 3, 1, 2))
     y = ops.conv(x, kernel, strides=1, padding="same", data_format=data_format)
     return y + _per_channel(layer.bias, y, data_format)
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_din.layers._data_format import channel_axis, spatial_axes, standardize_data_format
+from keras_din.layers._inline import conv2d
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
@@ -57,10 +58,11 @@ class AsyCA(keras.layers.Layer):
 
     def call(self, inputs):
         x1, x2 = inputs
-        axis = channel_axis(self.data_format)
-        mixed = self.conv_init(ops.concatenate([x1, x2], axis=axis))
-        pooled = ops.mean(mixed, axis=spatial_axes(self.data_format), keepdims=True)
-        logits = self.conv_ic(ops.relu(self.conv_dc(pooled)))
+        fmt = self.data_format
+        axis = channel_axis(fmt)
+        mixed = conv2d(self.conv_init, ops.concatenate([x1, x2], axis=axis), fmt)
+        pooled = ops.mean(mixed, axis=spatial_axes(fmt), keepdims=True)
+        logits = conv2d(self.conv_ic, ops.relu(conv2d(self.conv_dc, pooled, fmt)), fmt)
         logits1, logits2 = ops.split(logits, 2, axis=axis)
         # softmax over the pair (l1, l2) is (sigmoid(l1 - l2), 1 - sigmoid(l1 - l2)).
         w1 = ops.sigmoid(logits1 - logits2)

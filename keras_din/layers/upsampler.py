@@ -3,6 +3,7 @@
 import keras
 
 from keras_din.layers._data_format import channel_axis, standardize_data_format
+from keras_din.layers._inline import conv2d
 from keras_din.layers.pixel_shuffle import pixel_shuffle
 
 # Pixel-shuffle factors per scale, as in the authors' `UPNet`; scale 1 is plain reconstruction.
@@ -60,8 +61,8 @@ class Upsampler(keras.layers.Layer):
 
     def call(self, x):
         for conv, factor in zip(self.convs, self.factors):
-            x = pixel_shuffle(conv(x), factor, self.data_format)
-        return self.convs[-1](x)
+            x = pixel_shuffle(conv2d(conv, x, self.data_format), factor, self.data_format)
+        return conv2d(self.convs[-1], x, self.data_format)
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)

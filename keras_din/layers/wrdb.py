@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_din.layers._data_format import standardize_data_format
-from keras_din.layers._inline import channel_affine
+from keras_din.layers._inline import channel_affine, conv2d
 from keras_din.layers.rdb import RDB
 
 # The learned weights on WRDB's dense skips, named as in the authors' code: convA_N is the
@@ -59,10 +59,11 @@ class WRDB(keras.layers.Layer):
             layer.build(input_shape)
 
     def call(self, x):
-        def d(name, tensor):  # the skip runs inline on its layer's variables (see `_inline`)
+        # The head conv and the skips run inline on their layers' variables (see `_inline`).
+        def d(name, tensor):
             return channel_affine(getattr(self, name), tensor, self.data_format)
 
-        a = ops.leaky_relu(self.conv0(x), negative_slope=self.negative_slope)
+        a = ops.leaky_relu(conv2d(self.conv0, x, self.data_format), negative_slope=self.negative_slope)
         b = self.rdbs[0](a) + d("conv1_1", a)
         c = self.rdbs[1](b) + d("conv2_1", b) + d("conv1_2", a)
         e = self.rdbs[2](c) + d("conv1_3", a) + d("conv2_2", b) + d("conv3_1", c)
