@@ -55,12 +55,27 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from keras_din.evaluate import evaluate, format_table
+    from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration, format_restoration_table, format_table
 
+    datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
+    if args.task != "sr":
+        levels = args.noise_levels if args.task == "denoise" else args.qualities
+        rows = evaluate_restoration(
+            args.preset,
+            args.task,
+            levels=None if levels is None else [int(v) for v in levels.split(",") if v],
+            data_root=args.data,
+            datasets=datasets,
+            self_ensemble=args.self_ensemble,
+            json_path=args.json,
+            figure_path=args.figure,
+        )
+        print(format_restoration_table(rows))
+        return 0
     rows = evaluate(
         args.preset,
         data_root=args.data,
-        datasets=[d for d in args.datasets.split(",") if d],
+        datasets=datasets or DEFAULT_DATASETS,
         scales=[int(s) for s in args.scale.split(",") if s],
         self_ensemble=args.self_ensemble,
         json_path=args.json,
@@ -116,10 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y channel) on benchmark sets")
-    evaluate.add_argument("--preset", required=True, help="a preset (name, hf://, folder, checkpoint) or 'bicubic'")
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM on benchmark sets (SR, denoising, JPEG)")
+    evaluate.add_argument(
+        "--preset", required=True, help="a preset (name, hf://, folder, checkpoint), 'bicubic' (SR) or 'input' (denoise, jpeg)"
+    )
+    evaluate.add_argument("--task", choices=("sr", "denoise", "jpeg"), default="sr", help="what is measured (default sr)")
     evaluate.add_argument("--data", default="../shared/datasets", help="folder holding <Dataset>/HR/*.png")
-    evaluate.add_argument("--datasets", default="Set5,Set14,B100,Urban100", help="comma-separated dataset names")
+    evaluate.add_argument(
+        "--datasets",
+        default=None,
+        help="comma-separated dataset names (default: sr Set5,Set14,B100,Urban100; denoise CBSD68,Kodak24; "
+        "jpeg LIVE1, or Classic5,LIVE1_gray for a greyscale model)",
+    )
+    evaluate.add_argument("--noise-levels", default=None, help="denoise: comma-separated σ on 0–255 (default 15,25,50)")
+    evaluate.add_argument("--qualities", default=None, help="jpeg: comma-separated JPEG qualities (default 10,20,30,40)")
     evaluate.add_argument("--scale", default="2,3,4", help="comma-separated scales (a model preset: its own)")
     evaluate.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     evaluate.add_argument("--json", default=None, help="write the report (dataset, scale, psnr, ssim rows) here")

@@ -31,6 +31,53 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
+    """An image file as H×W×`channels` uint8: RGB (3), or Pillow's BT.601 luma "L" (1)."""
+    if channels == 3:
+        return load_rgb(path)
+    if channels != 1:
+        raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}.")
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))[..., None]
+
+
+def _level_range(value, name: str, low: float, high: float) -> tuple[float, float] | None:
+    """A fixed level `v` or a blind range `[lo, hi]` as `(lo, hi)`, checked against [low, high]."""
+    if value is None:
+        return None
+    pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair):
+        raise ValueError(f"{name} must be a number or a [low, high] pair, got {value!r}.")
+    if not low <= pair[0] <= pair[1] <= high:
+        raise ValueError(f"{name} must lie in [{low:g}, {high:g}] with low <= high, got {value!r}.")
+    return float(pair[0]), float(pair[1])
+
+
+def degrade_same_size(hr: np.ndarray, rng: np.random.Generator, noise_sigma=None, jpeg_quality=None) -> np.ndarray:
+    """The float32 [0, 1] input of a same-size restoration task for one uint8 image.
+
+    JPEG first (Pillow at quality `q`), then additive Gaussian noise N(0, σ/255) on the
+    [0, 1] image, not clipped, as in the literature. Each of `noise_sigma` (0–255 scale) and
+    `jpeg_quality` is a number or a `(low, high)` range drawn uniformly per call (integers
+    for JPEG): one blind model for a range of levels.
+
+    Example:
+    >>> hr = np.full((8, 8, 3), 100, np.uint8)
+    >>> degrade_same_size(hr, np.random.default_rng(0), noise_sigma=(0, 55)).dtype
+    dtype('float32')
+    """
+    image = hr
+    quality = _level_range(jpeg_quality, "jpeg_quality", 1, 95)
+    if quality is not None:
+        image = jpeg_compress(np.ascontiguousarray(image), int(rng.integers(quality[0], quality[1] + 1)))
+    image = image.astype(np.float32) / 255.0
+    sigma = _level_range(noise_sigma, "noise_sigma", 0, 255)
+    if sigma is not None:
+        level = sigma[0] if sigma[0] == sigma[1] else rng.uniform(*sigma)
+        image = image + rng.normal(0.0, level / 255.0, image.shape).astype(np.float32)
+    return image
+
+
 class SRPatchDataset(keras.utils.PyDataset):
     """Random (LR, HR) patch batches for super-resolution or same-size restoration.
 
@@ -38,7 +85,8 @@ class SRPatchDataset(keras.utils.PyDataset):
     with the chosen degradation (`"BI"` MATLAB bicubic, `"BD"` blur-downsample,
     `"DN"` bicubic then noise σ 30 drawn afresh per patch) or read from paired
     folders (`lr_dirs`, same file names). For `scale=1`, `noise_sigma` and/or
-    `jpeg_quality` make the degraded input on the fly. Patches get random flips
+    `jpeg_quality` (each a level or a blind `[low, high]` range) make the degraded
+    input on the fly (`degrade_same_size`). Patches get random flips
     and 90° rotations. Batches are `float32` in [0, 1], channels_last (or
     channels_first), and depend only on `(seed, epoch, index)`: a resumed run
     sees the same data. Loading runs in parallel with `workers`.
@@ -51,8 +99,10 @@ class SRPatchDataset(keras.utils.PyDataset):
         steps_per_epoch: batches per epoch.
         degradation: `"BI"`, `"BD"` or `"DN"` (ignored when `lr_dirs` is given or scale is 1).
         lr_dirs: paired LR folders, one per HR folder, matched by file name.
-        noise_sigma: Gaussian noise σ (0–255 scale) added to the input (scale 1).
-        jpeg_quality: JPEG quality of the input (scale 1).
+        noise_sigma: Gaussian noise σ (0–255 scale) added to the input, or a `[low, high]`
+            range drawn per patch (scale 1).
+        jpeg_quality: JPEG quality of the input, or a `[low, high]` range drawn per patch (scale 1).
+        channels: 3 (RGB) or 1 (greyscale, Pillow's "L").
         augment: random flips and rotations.
         seed: the random seed.
         data_format: layout of the batches.
@@ -79,6 +129,7 @@ class SRPatchDataset(keras.utils.PyDataset):
         augment: bool = True,
         seed: int = 0,
         data_format: str = "channels_last",
+        channels: int = 3,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -93,8 +144,9 @@ class SRPatchDataset(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.steps_per_epoch = int(steps_per_epoch)
         self.degradation = degradation.upper()
-        self.noise_sigma = noise_sigma
-        self.jpeg_quality = jpeg_quality
+        self.noise_sigma = _level_range(noise_sigma, "noise_sigma", 0, 255)
+        self.jpeg_quality = _level_range(jpeg_quality, "jpeg_quality", 1, 95)
+        self.channels = int(channels)
         self.augment = augment
         self.seed = int(seed)
         self.data_format = data_format
@@ -103,11 +155,11 @@ class SRPatchDataset(keras.utils.PyDataset):
         hr_size = self.patch_size * self.scale
         for index, folder in enumerate(hr_dirs):
             for path in list_images(folder):
-                hr = modcrop(load_rgb(path), self.scale)
+                hr = modcrop(load_image(path, self.channels), self.scale)
                 if min(hr.shape[:2]) < hr_size:
                     continue  # smaller than one patch
                 if lr_dirs is not None:
-                    lr = load_rgb(Path(lr_dirs[index]) / path.name)
+                    lr = load_image(Path(lr_dirs[index]) / path.name, self.channels)
                     expected = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
                     if lr.shape[:2] != expected:
                         raise ValueError(f"LR image for {path} is {lr.shape[:2]}, expected {expected} (HR / scale).")
@@ -133,11 +185,7 @@ class SRPatchDataset(keras.utils.PyDataset):
         y, x = rng.integers(height - p + 1), rng.integers(width - p + 1)
         hr = hr_full[y * s : (y + p) * s, x * s : (x + p) * s]
         if lr_full is None:
-            lr = hr
-            if self.jpeg_quality is not None:
-                lr = jpeg_compress(np.ascontiguousarray(lr), self.jpeg_quality)
-            if self.noise_sigma:
-                lr = add_gaussian_noise(lr, self.noise_sigma, rng)
+            lr = degrade_same_size(hr, rng, self.noise_sigma, self.jpeg_quality)
         else:
             lr = lr_full[y : y + p, x : x + p]
             if self.degradation == "DN" and self.scale > 1:
@@ -152,8 +200,8 @@ class SRPatchDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         lrs, hrs = zip(*(self._patch(rng) for _ in range(self.batch_size)))
-        lr = np.stack(lrs).astype(np.float32) / 255.0
-        hr = np.stack(hrs).astype(np.float32) / 255.0
+        lr, hr = np.stack(lrs), np.stack(hrs).astype(np.float32) / 255.0
+        lr = lr.astype(np.float32) / 255.0 if lr.dtype == np.uint8 else lr.astype(np.float32)
         if self.data_format == "channels_first":
             lr, hr = lr.transpose(0, 3, 1, 2), hr.transpose(0, 3, 1, 2)
         return lr, hr

@@ -160,15 +160,24 @@ def degrade_dn(image: np.ndarray, scale: int, rng: np.random.Generator, sigma: f
 
 
 def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encodes and decodes a uint8 image as JPEG at `quality` (1–95) with Pillow."""
+    """Encodes and decodes a uint8 image as JPEG at `quality` (1–95) with Pillow.
+
+    Colour images use Pillow's default 4:2:0 chroma subsampling; H×W×1 stays H×W×1.
+
+    Example:
+    >>> jpeg_compress(np.full((8, 8, 1), 128, np.uint8), 10).shape
+    (8, 8, 1)
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise TypeError(f"jpeg_compress needs a uint8 image, got {image.dtype}.")
+    single = image.ndim == 3 and image.shape[-1] == 1
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
+    Image.fromarray(image[..., 0] if single else image).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded)
+        out = np.asarray(decoded)
+    return out[..., None] if single else out
 
 
 def degrade(image: np.ndarray, kind: str, scale: int, rng: np.random.Generator | None = None) -> np.ndarray:

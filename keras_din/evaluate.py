@@ -19,11 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from keras_din.data import list_images
+from keras_din.data import degrade_same_size, list_images, load_image
 from keras_din.degradations import degrade, imresize, modcrop
-from keras_din.metrics import psnr, rgb_to_y, ssim, y_psnr_ssim
+from keras_din.metrics import psnr, psnr_b, rgb_to_y, ssim, to_uint8, y_psnr_ssim
 
 DEFAULT_DATASETS = ("Set5", "Set14", "B100", "Urban100")
+# Same-size restoration tasks: the degradation option, its default levels, and the default sets
+# (colour, greyscale) of the literature.
+RESTORATION_TASKS = {
+    "denoise": {"option": "noise_sigma", "levels": (15, 25, 50), "datasets": {3: ("CBSD68", "Kodak24"), 1: ()}},
+    "jpeg": {"option": "jpeg_quality", "levels": (10, 20, 30, 40), "datasets": {3: ("LIVE1",), 1: ("Classic5", "LIVE1_gray")}},
+}
 
 
 def _load_hr(path: Path, scale: int) -> np.ndarray:
@@ -36,6 +42,48 @@ def load_pairs(folder: str | os.PathLike, scale: int, degradation: str = "BI") -
     """`(name, HR, LR)` uint8 triples of a folder of HR images: mod-cropped HR, degraded LR."""
     rng = np.random.default_rng(0)  # DN's noise: fixed so that scores are repeatable
     return [(p.stem, hr, degrade(hr, degradation, scale, rng)) for p in list_images(folder) for hr in [_load_hr(p, scale)]]
+
+
+def restoration_pairs(
+    folder: str | os.PathLike,
+    channels: int | None = 3,
+    noise_sigma: float | None = None,
+    jpeg_quality: int | None = None,
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """`(name, clean uint8, degraded)` triples of a folder for a same-size restoration task.
+
+    The literature's protocols: JPEG by Pillow at `jpeg_quality` (degraded is uint8); noise
+    N(0, σ/255) on the [0, 1] image, not clipped, from seed 0 for every image (degraded is
+    float32). Images are read as RGB (`channels` 3), Pillow's BT.601 luma (1), or as
+    stored (`None`: greyscale files as 1 channel, others as RGB).
+    """
+    pairs = []
+    for path in list_images(folder):
+        clean = load_image(path, channels or _stored_channels(path))
+        degraded = degrade_same_size(clean, np.random.default_rng(0), noise_sigma, jpeg_quality)
+        if noise_sigma is None:  # JPEG alone: the decoded image is exactly uint8
+            degraded = to_uint8(degraded)
+        pairs.append((path.stem, clean, degraded))
+    return pairs
+
+
+def restoration_scores(clean: np.ndarray, restored: np.ndarray, with_psnr_b: bool = False) -> tuple[float, ...]:
+    """PSNR over all channels, SSIM (and PSNR-B) averaged over channels, no border.
+
+    The restoration protocol; a float `restored` image is taken as [0, 1] and quantised to uint8 first.
+    """
+    clean = np.atleast_3d(clean)
+    restored = np.atleast_3d(restored if restored.dtype == np.uint8 else to_uint8(restored))
+    channels = range(clean.shape[-1])
+    scores = (psnr(clean, restored), float(np.mean([ssim(clean[..., c], restored[..., c]) for c in channels])))
+    if with_psnr_b:
+        scores += (float(np.mean([psnr_b(clean[..., c], restored[..., c]) for c in channels])),)
+    return scores
+
+
+def _stored_channels(path: Path) -> int:
+    with Image.open(path) as image:
+        return 1 if image.mode in ("L", "I;16", "I") else 3
 
 
 def bicubic_scores(hr: np.ndarray, scale: int) -> tuple[float, float, np.ndarray]:
@@ -60,8 +108,13 @@ def _means(scores: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def score_model(model, pairs, scale: int, self_ensemble: bool = False, progress=None) -> tuple[float, float]:
-    """Mean Y-PSNR and Y-SSIM of `model` over `(name, HR, LR)` pairs."""
-    return _means([y_psnr_ssim(hr, sr, scale) for hr, sr in _restored(model, pairs, self_ensemble, progress)])
+    """Mean PSNR and SSIM of `model` over `(name, HR, LR)` pairs.
+
+    Super-resolution (`scale` > 1) is scored on Y with a `scale`-pixel border; same-size
+    restoration (`scale` 1) on every channel with no border (`restoration_scores`).
+    """
+    score = restoration_scores if scale == 1 else lambda hr, sr: y_psnr_ssim(hr, sr, scale)
+    return _means([score(hr, sr) for hr, sr in _restored(model, pairs, self_ensemble, progress)])
 
 
 def _detail_crop(hr: np.ndarray, size: int) -> tuple[int, int]:
@@ -79,7 +132,7 @@ def _detail_crop(hr: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def _as_rgb(image: np.ndarray) -> Image.Image:
-    return Image.fromarray(image).convert("RGB")
+    return Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
 
 
 def comparison_figure(panels: list[tuple[str, list[tuple[str, np.ndarray]]]], path: str | os.PathLike, zoom: int = 2) -> Path:
@@ -170,6 +223,108 @@ def evaluate(
     if figure_path is not None:
         comparison_figure(panels, figure_path)
     return rows
+
+
+def evaluate_restoration(
+    preset: str,
+    task: str,
+    levels=None,
+    data_root: str | os.PathLike = "../shared/datasets",
+    datasets=None,
+    self_ensemble: bool = False,
+    json_path: str | os.PathLike | None = None,
+    figure_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Same-size restoration scores of a scale-1 preset (or `"input"`: the degraded input itself).
+
+    `task` is `"denoise"` (levels: noise σ on 0–255, default 15, 25, 50; sets CBSD68, Kodak24)
+    or `"jpeg"` (levels: Pillow qualities, default 10, 20, 30, 40; sets LIVE1 for a colour
+    model, Classic5 and LIVE1_gray for a greyscale one). Each row holds `dataset`, `task`,
+    `level`, `images`, the model's `psnr`, `ssim` (and `psnr_b` for JPEG) and the same for the
+    degraded input (`input_psnr`, ...). PSNR on every channel, no border.
+
+    Example:
+    >>> rows = evaluate_restoration("din_small_denoise", "denoise", [25], datasets=["CBSD68"])  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    if task not in RESTORATION_TASKS:
+        raise ValueError(f"Unknown restoration task {task!r}: use one of {sorted(RESTORATION_TASKS)}.")
+    spec = RESTORATION_TASKS[task]
+    model, channels = None, None
+    if preset != "input":
+        from keras_din.model import DIN
+
+        model = DIN.from_preset(preset)
+        if model.scale != 1:
+            raise ValueError(f"Preset {preset!r} is a ×{model.scale} super-resolution model; {task} needs a scale-1 model.")
+        channels = model.in_channels
+    levels = spec["levels"] if levels is None else tuple(levels)
+    datasets = spec["datasets"][channels or 3] if datasets is None else tuple(datasets)
+    with_psnr_b = task == "jpeg"
+    rows, panels = [], []
+    for name in datasets:
+        for level in levels:
+            pairs = restoration_pairs(Path(data_root) / name / "HR", channels, **{spec["option"]: level})
+            bar = tqdm(total=len(pairs), desc=f"{name} {task} {level}", unit="image", disable=not progress, leave=False)
+            inputs = [restoration_scores(clean, degraded, with_psnr_b) for _, clean, degraded in pairs]
+            outputs, first = [], None
+            if model is None:
+                bar.update(len(pairs))
+            else:
+                for clean, restored in _restored(model, pairs, self_ensemble, bar):
+                    outputs.append(restoration_scores(clean, restored, with_psnr_b))
+                    first = restored if first is None else first
+            bar.close()
+            row = {"dataset": name, "task": task, "level": level, "images": len(pairs)}
+            keys = ("psnr", "ssim", "psnr_b")[: 2 + with_psnr_b]
+            for key, values in zip(keys, zip(*inputs)):
+                row[f"input_{key}"] = float(np.mean(values))
+            for key, values in zip(keys, zip(*outputs)):
+                row[key] = float(np.mean(values))
+            rows.append(row)
+            if figure_path is not None:
+                panels.append(_restoration_panel(name, task, level, pairs[0], first))
+    if json_path is not None:
+        report = {"preset": preset, "task": task, "self_ensemble": self_ensemble, "results": rows}
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+    if figure_path is not None:
+        comparison_figure(panels, figure_path)
+    return rows
+
+
+def _restoration_panel(dataset: str, task: str, level, pair, restored: np.ndarray | None):
+    name, clean, degraded = pair
+    degraded = degraded if degraded.dtype == np.uint8 else to_uint8(degraded)
+    size = min(96, *clean.shape[:2])
+    top, left = _detail_crop(clean, size)
+    window = (slice(top, top + size), slice(left, left + size))
+    label = {"denoise": f"noise σ {level}", "jpeg": f"JPEG q {level}"}[task]
+    crops = [("clean", clean[window]), (f"{label} {restoration_scores(clean, degraded)[0]:.2f} dB", degraded[window])]
+    if restored is not None:
+        restored = restored if restored.dtype == np.uint8 else to_uint8(restored)
+        crops.append((f"DIN {restoration_scores(clean, restored)[0]:.2f} dB", restored[window]))
+    return f"{dataset} {label} - {name}", crops
+
+
+def format_restoration_table(rows: list[dict]) -> str:
+    """A Markdown table of `evaluate_restoration` rows: the degraded input's and the model's scores."""
+    with_b = any("input_psnr_b" in r for r in rows)
+    columns = ["dataset", "task", "level", "images", "input PSNR / SSIM", "model PSNR / SSIM"]
+    columns += ["input PSNR-B", "model PSNR-B"] if with_b else []
+
+    def pair(row, prefix):
+        return f"{row[prefix + 'psnr']:.2f} / {row[prefix + 'ssim']:.4f}" if prefix + "psnr" in row else "—"
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"]), pair(r, "input_"), pair(r, "")]
+        if with_b:
+            cells += [f"{r['input_psnr_b']:.2f}", f"{r['psnr_b']:.2f}" if "psnr_b" in r else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _panel(dataset: str, scale: int, pair, sr: np.ndarray | None):

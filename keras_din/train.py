@@ -52,6 +52,8 @@ DEFAULTS = {
         "steps_per_epoch": 1000,
         "noise_sigma": None,
         "jpeg_quality": None,
+        "val_noise_sigma": None,
+        "val_jpeg_quality": None,
         "workers": 1,
         "seed": 0,
         "val_max_images": None,
@@ -212,14 +214,32 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         os.replace(self.folder / ".state.json", self.folder / "state.json")
 
 
+def _validation_level(fixed, blind):
+    """The validation level of a same-size task: `fixed`, else the middle of the training range."""
+    if fixed is not None or blind is None:
+        return fixed
+    low, high = (blind, blind) if isinstance(blind, (int, float)) else blind
+    return (low + high) / 2
+
+
 class _ValidationPSNR(keras.callbacks.Callback):
-    """Y-channel PSNR/SSIM on whole validation images at each epoch end (logged as val_psnr / val_ssim)."""
+    """PSNR/SSIM on whole validation images at each epoch end (logged as val_psnr / val_ssim).
 
-    def __init__(self, folder: str, scale: int, max_images: int | None, degradation: str):
+    Super-resolution on Y; same-size restoration (scale 1) on every channel, the input degraded at
+    `val_noise_sigma` / `val_jpeg_quality` (by default the middle of the training ranges).
+    """
+
+    def __init__(self, data: dict, scale: int, channels: int):
         super().__init__()
-        from keras_din.evaluate import load_pairs
+        from keras_din.evaluate import load_pairs, restoration_pairs
 
-        self.pairs = load_pairs(folder, scale, degradation)[:max_images]
+        if scale == 1:
+            noise = _validation_level(data["val_noise_sigma"], data["noise_sigma"])
+            quality = _validation_level(data["val_jpeg_quality"], data["jpeg_quality"])
+            pairs = restoration_pairs(data["val"], channels, noise, None if quality is None else round(quality))
+        else:
+            pairs = load_pairs(data["val"], scale, data["degradation"])
+        self.pairs = pairs[: data["val_max_images"]]
         self.scale = scale
 
     def on_epoch_end(self, epoch, logs=None):
@@ -366,12 +386,13 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
         jpeg_quality=data["jpeg_quality"],
         seed=data["seed"],
         data_format=model.data_format,
+        channels=model.in_channels,
         workers=data["workers"],
     )
     dataset.epoch = initial_epoch
     callbacks = []
     if data["val"]:
-        callbacks.append(_ValidationPSNR(data["val"], scale, data["val_max_images"], data["degradation"]))
+        callbacks.append(_ValidationPSNR(data, scale, model.in_channels))
     callbacks += [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
