@@ -2,9 +2,17 @@
 `load_preset`, which turns any preset reference into a model.
 
 A preset is a folder a model is rebuilt from: the config is data, the weights sit
-beside it, and `metadata.json` records the SHA-256 of every weights file so a
-corrupted download is refused instead of loaded. Loading reads JSON and
+beside it, and `metadata.json` records the SHA-256 (and size) of every weights
+file so a corrupted download is refused instead of loaded. Loading reads JSON and
 `.weights.h5` files only: nothing in a preset is executed.
+
+A preset's files are plain names inside its folder: `metadata.json` may not name
+an absolute path, `..` or a subfolder, and a symbolic link may not lead out of the
+folder (in a Hugging Face cache snapshot, links into the same repo's `blobs/` are
+how the cache stores files, and are followed). Weights are loaded only when
+`metadata.json` records their SHA-256, and a file's size is checked before it is
+read, so a preset can neither make keras-din read, hash, upload or delete a file
+outside it nor make it hash an endless file.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ import datetime
 import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import keras
 
+from keras_din.errors import KerasDinError
 from keras_din.version import __version__
 
 if TYPE_CHECKING:
@@ -27,21 +38,27 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
+# The largest weights file read (hashed) at all; a paper-size DIN's is about 80 MB.
+MAX_WEIGHTS_BYTES = 4 << 30
+# The largest config.json / metadata.json / model card read.
+MAX_TEXT_BYTES = 64 << 20
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_RESAVE = "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
 
 
-class PresetError(ValueError):
+class PresetError(KerasDinError, ValueError):
     """A preset that cannot be loaded; the message names the preset or file at fault."""
 
 
 class CorruptedFileError(PresetError):
     """A weights file whose SHA-256 differs from the one `metadata.json` records.
 
-    `path` is the file, `detail` the two checksums.
+    `path` is the file, `detail` the two checksums (or sizes: `what="size"`).
     """
 
-    def __init__(self, path: Path, actual: str, expected: str):
+    def __init__(self, path: Path, actual: str, expected: str, what: str = "SHA-256"):
         self.path = path
-        self.detail = f"its SHA-256 is {actual}, metadata.json says {expected}"
+        self.detail = f"its {what} is {actual}, metadata.json says {expected}"
         super().__init__(f"{str(path)!r} is corrupted: {self.detail}. Delete it and download or convert it again.")
 
 
@@ -65,6 +82,86 @@ def sha256_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _link_roots(folder: Path) -> tuple[Path, Path | None]:
+    """Where a preset file's symbolic link may lead: inside `folder`, and for a Hub cache snapshot
+    (`.../models--owner--name/snapshots/<commit>`) directly into that repo's `blobs/`."""
+    real = folder.resolve()
+    snapshots = real.parent
+    if snapshots.name == "snapshots" and snapshots.parent.name.startswith("models--"):
+        return real, snapshots.parent / "blobs"
+    return real, None
+
+
+def check_file_name(folder: Path, name) -> str:
+    """`name` if it is a plain file name (no folder, no `..`, not absolute), else a `PresetError`.
+
+    Example:
+    >>> check_file_name(Path("my_preset"), "model.weights.h5")
+    'model.weights.h5'
+    """
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(character in name for character in "/\\:\0")
+        or os.path.basename(name) != name
+        or Path(name).is_absolute()
+    ):
+        raise PresetError(
+            f"Preset {str(folder)!r}: its {METADATA_FILE} lists {name!r}, which is not a plain file name in the "
+            f"preset folder (absolute paths, '..' and subfolders are refused): nothing was read. {_RESAVE}"
+        )
+    return name
+
+
+def preset_file(folder: Path, name: str) -> Path | None:
+    """`folder/name` after checking it is a regular file of the preset; `None` when there is none.
+
+    `name` must be a plain file name, and a symbolic link must stay inside `folder`
+    (or, for a Hub cache snapshot, lead into the same repo's `blobs/`): anything
+    else raises `PresetError` without reading the file it leads to.
+
+    Example:
+    >>> preset_file(Path("/tmp/din_tiny_preset"), "config.json").name  # doctest: +SKIP
+    'config.json'
+    """
+    path = folder / check_file_name(folder, name)
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError) as error:  # a link loop
+            raise PresetError(f"{str(path)!r} is a broken symbolic link ({error}). {_RESAVE}") from error
+        inside, blobs = _link_roots(folder)
+        if not (target.is_relative_to(inside) and target != inside) and (blobs is None or target.parent != blobs):
+            raise PresetError(
+                f"{str(path)!r} is a symbolic link that leads out of the preset folder: refused, nothing was read. "
+                f"A preset's files must be inside its folder: replace the link by the file itself. {_RESAVE}"
+            )
+        try:
+            mode = target.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as error:  # a link loop, where resolve() does not raise on one
+            raise PresetError(f"{str(path)!r} is a broken symbolic link ({error}). {_RESAVE}") from error
+    if not stat.S_ISREG(mode):
+        raise PresetError(f"{str(path)!r} is not a regular file: refused, nothing was read. {_RESAVE}")
+    return path
+
+
+def _checked_size(path: Path, limit: int) -> int:
+    """The size of `path` (a checked preset file), or a `PresetError` when it exceeds `limit` bytes."""
+    size = path.stat().st_size
+    if size > limit:
+        raise PresetError(
+            f"{str(path)!r} is {size:,} bytes, more than the {limit:,} bytes a keras-din preset file may have: "
+            f"refused without reading it. Delete it. {_RESAVE}"
+        )
+    return size
 
 
 def preset_config(model) -> dict:
@@ -99,6 +196,8 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
     >>> sorted(p.name for p in folder.iterdir())
     ['config.json', 'metadata.json', 'model.weights.h5']
     """
+    if "weights" in (metadata or {}):
+        raise PresetError('save_to_preset records the "weights" entry of metadata.json itself; leave it out.')
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".incomplete-") as staging:
@@ -132,37 +231,78 @@ def read_preset_json(folder: Path, name: str) -> dict:
     >>> read_preset_json(Path("/tmp/din_tiny_preset"), "config.json")["class_name"]  # doctest: +SKIP
     'DIN'
     """
-    path = folder / name
-    if not path.is_file():
+    path = preset_file(folder, name)
+    if path is None:
         raise PresetError(f"Preset {str(folder)!r} has no {name}; is it a keras-din preset folder?")
+    _checked_size(path, MAX_TEXT_BYTES)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PresetError(f"{str(path)!r} is not valid JSON: {error}") from error
+
+
+def weights_entries(folder: Path, metadata: dict) -> dict[str, dict]:
+    """The `"weights"` entries of `metadata.json`, each checked: a plain file name with a 64-hex `sha256`
+    and, when recorded, an integer `size`. Reads no file; a `PresetError` names the entry at fault.
+
+    Example:
+    >>> entry = {"sha256": "0" * 64, "size": 1403496}
+    >>> list(weights_entries(Path("p"), {"weights": {"model.weights.h5": entry}}))
+    ['model.weights.h5']
+    """
+    where = f"{str(folder / METADATA_FILE)!r}"
+    entries = metadata.get("weights", {}) if isinstance(metadata, dict) else None
+    if not isinstance(entries, dict):
+        raise PresetError(f'{where}: "weights" must map file names to {{"sha256": ..., "size": ...}}. {_RESAVE}')
+    for name, entry in entries.items():
+        check_file_name(folder, name)
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise PresetError(
+                f"{where} records no SHA-256 for {name!r} (a 64-digit hex \"sha256\"), so it cannot be checked: "
+                f"refused, nothing was read. {_RESAVE}"
+            )
+        size = entry.get("size")
+        if size is not None and (type(size) is not int or size < 0):
+            raise PresetError(f'{where}: the "size" of {name!r} is {size!r}, not a byte count. {_RESAVE}')
+    return entries
 
 
 def verify_weights(folder: Path, metadata: dict) -> Path:
     """Returns the weights file after checking every weights file against its SHA-256 in `metadata.json`.
 
-    Raises `PresetError` when the weights file is missing and `CorruptedFileError`
-    (naming the file) when a checksum differs.
+    Every entry must be a plain file name inside the folder with a `sha256`, and
+    `model.weights.h5` must be listed; sizes are checked (against a recorded
+    `size` and `MAX_WEIGHTS_BYTES`) before anything is hashed. Raises
+    `PresetError` when the weights file is missing or an entry or file is refused,
+    and `CorruptedFileError` (naming the file) when a size or checksum differs.
 
     Example:
     >>> folder = Path("/tmp/din_tiny_preset")
     >>> verify_weights(folder, read_preset_json(folder, "metadata.json")).name  # doctest: +SKIP
     'model.weights.h5'
     """
-    path = folder / WEIGHTS_FILE
-    if not path.is_file():
+    entries = weights_entries(folder, metadata)
+    path = preset_file(folder, WEIGHTS_FILE)
+    if path is None:
         subject = f"Preset {str(folder)!r} has no {WEIGHTS_FILE}: its weights do not exist yet"
         raise PresetError(missing_weights_message(subject))
-    for name, info in metadata.get("weights", {}).items():
-        listed = folder / name
-        if not listed.is_file():
+    if WEIGHTS_FILE not in entries:
+        raise PresetError(
+            f"{str(folder / METADATA_FILE)!r} records no SHA-256 for {WEIGHTS_FILE}, so its weights cannot be "
+            f"checked: refused. {_RESAVE}"
+        )
+    for name, entry in entries.items():
+        listed = preset_file(folder, name)
+        if listed is None:
             raise PresetError(f"Preset {str(folder)!r} has no {name}, which its metadata.json lists.")
+        size = listed.stat().st_size
+        if entry.get("size") is not None and size != entry["size"]:
+            raise CorruptedFileError(listed, f"{size:,} bytes", f"{entry['size']:,} bytes", what="size")
+        _checked_size(listed, MAX_WEIGHTS_BYTES)
         actual = sha256_of(listed)
-        if actual != info.get("sha256", actual):
-            raise CorruptedFileError(listed, actual, info["sha256"])
+        if actual != entry["sha256"].lower():
+            raise CorruptedFileError(listed, actual, entry["sha256"])
     return path
 
 
@@ -172,10 +312,18 @@ def load_preset_folder(folder: str | os.PathLike, load_weights: bool = True, **o
 
     folder = Path(folder)
     config = read_preset_json(folder, CONFIG_FILE)
-    metadata = read_preset_json(folder, METADATA_FILE) if (folder / METADATA_FILE).exists() else {}
-    if config.get("class_name") != "DIN" or not isinstance(config.get("config"), dict):
+    described = isinstance(config, dict) and config.get("class_name") == "DIN"
+    if not described or not isinstance(config.get("config"), dict):
         raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a keras_din DIN model.")
-    weights = verify_weights(folder, metadata) if load_weights else None
+    weights = None
+    if load_weights:
+        if preset_file(folder, METADATA_FILE) is None:
+            raise PresetError(
+                f"Preset {str(folder)!r} has no {METADATA_FILE}, so its weights cannot be checked against their "
+                "SHA-256: refused. Re-save the model with `DIN.save_to_preset` (which writes it), or pass "
+                "load_weights=False to build the architecture with fresh weights."
+            )
+        weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
     model = DIN.from_config({**config["config"], **overrides})
     if weights is not None:
         model.load_weights(weights)
