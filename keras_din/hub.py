@@ -3,9 +3,12 @@
 Downloads go through `huggingface_hub` and its cache (`HF_HUB_CACHE`), so a
 preset downloaded once loads offline (`HF_HUB_OFFLINE=1`) afterwards. Only
 `config.json`, `metadata.json` and `*.weights.h5` are fetched, and every weights
-file is checked against the SHA-256 that `metadata.json` records: a corrupted or
-truncated download is refused and removed from the cache, so the next call
-downloads it again. The endpoint is huggingface_hub's (`HF_ENDPOINT`).
+file is checked against the SHA-256 (and size) that `metadata.json` records: a
+corrupted or truncated download is refused and removed from the cache, so the next
+call downloads it again. What a repo's `metadata.json` names is checked first
+(plain file names of the snapshot, links only into the repo's own `blobs/`), and
+removal never reaches outside that repo's folder of the cache. The endpoint is
+huggingface_hub's (`HF_ENDPOINT`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
 
 from keras_din.preset import (
     CONFIG_FILE,
+    MAX_TEXT_BYTES,
     METADATA_FILE,
     WEIGHTS_FILE,
     CorruptedFileError,
     PresetError,
+    preset_file,
     read_preset_json,
     verify_weights,
 )
@@ -37,14 +43,13 @@ from keras_din.version import __version__
 HF_SCHEME = "hf://"
 CARD_FILE = "README.md"
 _WEIGHTS_PATTERN = "*.weights.h5"
-# The evaluation sets of the papers, as the Hub names them; DIV2K is the papers' training set.
+# The evaluation sets of the papers, as the Hub names them; none of them is used for training here.
 _BENCHMARKS = {
     "Set5": "eugenesiow/Set5",
     "Set14": "eugenesiow/Set14",
     "B100": "eugenesiow/BSD100",
     "Urban100": "eugenesiow/Urban100",
 }
-_TRAINING_SET = "eugenesiow/Div2k"
 
 
 def parse_handle(handle: str) -> tuple[str, str | None]:
@@ -112,28 +117,50 @@ def download_preset(handle: str, include_weights: bool = True, cache_dir: str | 
         raise PresetError(f"{where}: a file the repo lists could not be downloaded: {error}") from error
     except (HfHubHTTPError, OSError) as error:
         raise PresetError(f"{where}: the download failed: {error}") from error
-    for name in (CONFIG_FILE, METADATA_FILE):
-        if not (folder / name).is_file():
-            raise PresetError(f"{where} has no {name}: is {repo_id!r} a keras-din preset repo?")
-    if include_weights:
-        try:
+    try:
+        for name in (CONFIG_FILE, METADATA_FILE):
+            if preset_file(folder, name) is None:
+                raise PresetError(f"{where} has no {name}: is {repo_id!r} a keras-din preset repo?")
+        if include_weights:
             verify_weights(folder, read_preset_json(folder, METADATA_FILE))
-        except CorruptedFileError as error:
-            _evict_from_cache(error.path)
-            raise PresetError(
-                f"{where}: the downloaded {error.path.name} is corrupted ({error.detail}). It was removed from "
-                "the Hugging Face cache: the next call downloads it again."
-            ) from error
-        except PresetError as error:
-            raise PresetError(f"{where}: {error}") from error
+    except CorruptedFileError as error:
+        repo_cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE).expanduser()
+        repo_cache = repo_cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+        if _evict_from_cache(error.path, repo_cache):
+            outcome = "It was removed from the Hugging Face cache: the next call downloads it again."
+        else:
+            outcome = f"Delete {str(error.path)!r} and download it again."
+        corrupted = f"{where}: the downloaded {error.path.name} is corrupted ({error.detail})."
+        raise PresetError(f"{corrupted} {outcome}") from error
+    except PresetError as error:
+        if str(error).startswith(where):
+            raise
+        raise PresetError(f"{where}: {error}") from error
     return folder
 
 
-def _evict_from_cache(snapshot_file: Path) -> None:
-    """Removes a cached file: its snapshot entry and the blob it links to, so huggingface_hub refetches it."""
-    blob = snapshot_file.resolve()
-    snapshot_file.unlink(missing_ok=True)
-    blob.unlink(missing_ok=True)
+def _evict_from_cache(snapshot_file: Path, repo_cache: Path) -> bool:
+    """Removes a cached file so huggingface_hub refetches it: its snapshot entry and the blob it links to.
+
+    Only `repo_cache/snapshots/<commit>/<name>` and a blob directly in
+    `repo_cache/blobs` are ever deleted: a path or link leading anywhere else is
+    left alone (and `False` returned), whatever the repo's files say.
+    """
+    repo_cache = repo_cache.resolve()
+    name = snapshot_file.name
+    entry = snapshot_file.parent.resolve() / name  # the folder resolved, the entry itself not followed
+    if name in ("", ".", "..") or entry.parent.parent != repo_cache / "snapshots":
+        return False
+    if entry.is_symlink():
+        blob = entry.resolve()
+        entry.unlink()
+        if blob.parent == repo_cache / "blobs" and blob.is_file():
+            blob.unlink()
+        return True
+    if entry.is_file():
+        entry.unlink()
+        return True
+    return False
 
 
 def upload_preset(
@@ -149,7 +176,8 @@ def upload_preset(
     `metadata.json`, the weights files and the model card (the folder's
     `README.md`, or one written from its config and metadata). A folder whose
     weights are missing or do not match `metadata.json` is refused before
-    anything is sent.
+    anything is sent, and so is one whose `metadata.json` names anything but a
+    regular file of the folder itself (an absolute path, `..`, a link leading out).
 
     Args:
         handle: `hf://owner/repo` (the default branch; no `@revision`).
@@ -171,14 +199,17 @@ def upload_preset(
     folder = Path(folder)
     config = read_preset_json(folder, CONFIG_FILE)
     metadata = read_preset_json(folder, METADATA_FILE)
-    verify_weights(folder, metadata)
-    card_path = folder / CARD_FILE
-    if card_path.is_file():
+    verify_weights(folder, metadata)  # also: every file it names is a regular file inside the folder
+    card_path = preset_file(folder, CARD_FILE)
+    if card_path is not None and card_path.stat().st_size <= MAX_TEXT_BYTES:
         card = card_path.read_bytes()
+    elif card_path is not None:
+        raise PresetError(f"{str(card_path)!r} is larger than {MAX_TEXT_BYTES:,} bytes: not a model card to upload.")
     else:
         card = model_card(repo_id.split("/")[1], handle, config, metadata).encode()
     names = dict.fromkeys([CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, *metadata.get("weights", {})])
-    operations = [huggingface_hub.CommitOperationAdd(name, str(folder / name)) for name in names]
+    names.pop(CARD_FILE, None)  # the model card is added once, below
+    operations = [huggingface_hub.CommitOperationAdd(name, str(preset_file(folder, name))) for name in names]
     operations.append(huggingface_hub.CommitOperationAdd(CARD_FILE, card))
     api = huggingface_hub.HfApi(token=token, library_name="keras-din", library_version=__version__)
     try:
@@ -209,10 +240,14 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     arguments = config["config"]
     version, scale = arguments["version"], arguments["scale"]
     available = metadata.get("weights_available", bool(metadata.get("weights")))
-    tags = ["keras", "keras-din", "din", "super-resolution"] + (["image-restoration"] if version == "enhanced" else [])
+    results = metadata.get("results") or []
+    restoration = scale == 1
+    tags = ["keras", "keras-din", "din"] + (["image-restoration"] if restoration or version == "enhanced" else [])
+    tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or ([] if restoration else ["super-resolution"])
     lines = ["---", "license: apache-2.0", "library_name: keras", "pipeline_tag: image-to-image", "tags:"]
     lines += [f"- {tag}" for tag in tags]
-    lines += ["datasets:", f"- {_TRAINING_SET}"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
+    if not restoration:
+        lines += ["datasets:"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
     lines += ["metrics:", "- psnr", "- ssim", "---", "", f"# {name}", ""]
     lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
     if available:
@@ -234,7 +269,7 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
         "import keras_din  # pip install keras-din; any Keras 3 backend",
         "",
         f"model = keras_din.DIN.from_preset({load})",
-        f'sr = model(np.random.rand(1, 48, 48, {arguments.get("in_channels", 3)}).astype("float32"))'
+        f'out = model(np.random.rand(1, 48, 48, {arguments.get("in_channels", 3)}).astype("float32"))'
         f"  # images in [0, 1] -> (1, {48 * scale}, {48 * scale}, {arguments.get('out_channels', 3)})",
         "```",
         "",
@@ -247,30 +282,23 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
     if "parameter_count" in metadata:
         lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
-    results = metadata.get("results") or [{"dataset": dataset, "scale": scale} for dataset in _BENCHMARKS]
-    bicubic = any("bicubic_psnr" in row for row in results)
-    lines += ["", "## Results", "", "Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
-    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
-    lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
-    for row in results:
-        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
-        ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
-        line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
-        if bicubic:
-            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
-        lines.append(line)
+    if restoration:
+        lines += ["", "## Results", ""] + (_restoration_results(results) if results else ["Not measured yet."])
+    else:
+        lines += ["", "## Results", ""] + _sr_results(results or [{"dataset": d, "scale": scale} for d in _BENCHMARKS])
     if "training" in metadata:
         training = metadata["training"]
         lines += [
             "",
             f"Trained with `{training['command']}` for {training['epochs_done']} epochs ({training['steps']:,} "
-            f"steps, {training['patches_seen']:,} patches) on {', '.join(training['data'])}"
+            f"steps, {training['patches_seen']:,} patches) on {' + '.join(_data_names(training['data']))}"
+            + (f" ({training['degradation']})" if training.get("degradation") else "")
             + (f", starting from `{training['init_from']}`" if training.get("init_from") else "")
             + (f", on the {training['backend']} backend" if training.get("backend") else "")
             + _precision_text(training.get("history", []), training["epochs_done"])
             + "."
             + _learning_rate_text(training.get("learning_rates", []), training["epochs_done"])
-            + " Urban100 here is the first 15 of its 100 images.",
+            + ("" if restoration else " Urban100 here is the first 15 of its 100 images."),
         ]
     lines += [
         "",
@@ -288,6 +316,55 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+_TASK_TAGS = {"denoise": "denoising", "jpeg": "jpeg-artifact-removal"}
+
+
+def _data_names(folders: list[str]) -> list[str]:
+    """Training folders named by their data set (`../shared/datasets/T91/HR` -> `T91`), no local paths."""
+    names = []
+    for folder in folders:
+        parts = [part for part in str(folder).replace("\\", "/").split("/") if part not in ("", ".", "..")]
+        parts = parts[:-1] if parts and parts[-1] == "HR" and len(parts) > 1 else parts
+        names.append(parts[-1] if parts else str(folder))
+    return names
+
+
+def _sr_results(results: list[dict]) -> list[str]:
+    bicubic = any("bicubic_psnr" in row for row in results)
+    lines = ["Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
+    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
+    lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
+    for row in results:
+        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
+        ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
+        line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
+        if bicubic:
+            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
+        lines.append(line)
+    return lines
+
+
+def _restoration_results(results: list[dict]) -> list[str]:
+    with_b = any("psnr_b" in row for row in results)
+    lines = [
+        "PSNR on every channel (SSIM averaged over channels), no border; the degraded input beside the output. "
+        "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
+        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else "."),
+        "",
+        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |" + (" input PSNR-B | PSNR-B |" if with_b else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if with_b else ""),
+    ]
+    for row in results:
+        line = (
+            f"| {row['dataset']} | {row['task']} | {row['level']} | {row['images']} | {row['input_psnr']:.2f} | "
+            f"{row['psnr']:.2f} | {row['ssim']:.4f} |"
+        )
+        if with_b:
+            line += f" {row['input_psnr_b']:.2f} | {row['psnr_b']:.2f} |"
+        lines.append(line)
+    return lines
 
 
 def _epoch_ranges(segments: list[dict], epochs_done: int, key: str) -> list[tuple[int, int, object]]:

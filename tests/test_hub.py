@@ -261,7 +261,21 @@ def test_model_card_metadata_reads_back_through_huggingface_hub(tiny):
     config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
     data = ModelCard(model_card("din_tiny", HANDLE, config, {})).data
     assert (data.license, data.library_name, data.pipeline_tag) == ("apache-2.0", "keras", "image-to-image")
-    assert "super-resolution" in data.tags and "eugenesiow/Div2k" in data.datasets and data.metrics == ["psnr", "ssim"]
+    assert "super-resolution" in data.tags and data.metrics == ["psnr", "ssim"]
+    assert data.datasets == ["eugenesiow/Set5", "eugenesiow/Set14", "eugenesiow/BSD100", "eugenesiow/Urban100"]
+
+
+def test_restoration_card_names_its_task_and_its_data_without_local_paths(tiny):
+    config = {"config": {"version": "enhanced", "scale": 1, "in_channels": 1, "out_channels": 1}}
+    row = {"dataset": "Classic5", "task": "jpeg", "level": 10, "images": 5, "input_psnr": 27.82, "psnr": 29.1,
+           "ssim": 0.8, "input_ssim": 0.76, "input_psnr_b": 25.21, "psnr_b": 28.9}
+    training = {"command": "keras-din train x.json", "epochs_done": 2, "steps": 500, "patches_seen": 8000,
+                "data": ["../shared/datasets/T91/HR", "/home/me/BSD200/HR"], "degradation": "JPEG q 10-90"}
+    card = model_card("din_grey", HANDLE, config, {"results": [row], "training": training})
+    data = ModelCard(card).data
+    assert "jpeg-artifact-removal" in data.tags and "super-resolution" not in data.tags
+    assert "| Classic5 | jpeg | 10 | 5 | 27.82 | 29.10 | 0.8000 | 25.21 | 28.90 |" in card
+    assert "on T91 + BSD200 (JPEG q 10-90)" in card and "shared" not in card and "/home" not in card
 
 
 def test_model_card_says_which_epochs_ran_in_which_precision(tiny):
