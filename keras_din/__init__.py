@@ -1,26 +1,50 @@
-"""keras-din: DIN (Deep Interleaved Network with Asymmetric Co-Attention) for Keras 3."""
+"""keras-din: DIN (Deep Interleaved Network with Asymmetric Co-Attention) for Keras 3.
 
-from keras_din import layers
-from keras_din.convert import CheckpointError, convert_official_checkpoint
-from keras_din.export import ExportError, export_model
-from keras_din.hub import upload_preset
-from keras_din.model import DIN
-from keras_din.preset import PresetError
-from keras_din.preset_registry import DEFAULT_PRESET, list_presets
-from keras_din.restore import ImageRestorer
+The public names load on first use (PEP 562), so the command line's `--help` and argument
+errors do not import Keras or a backend. Where Keras is imported already (`import keras`
+before `import keras_din`, as isort orders them), DIN and its layers register with
+`keras.saving` at once, so `keras.saving.load_model("x.keras")` finds them; otherwise they
+register on first use of any public name.
+"""
+
+import importlib
+import sys
+
 from keras_din.version import __version__
 
-__all__ = [
-    "DIN",
-    "DEFAULT_PRESET",
-    "ImageRestorer",
-    "layers",
-    "convert_official_checkpoint",
-    "CheckpointError",
-    "PresetError",
-    "ExportError",
-    "export_model",
-    "list_presets",
-    "upload_preset",
-    "__version__",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "DIN": "keras_din.model",
+    "DEFAULT_PRESET": "keras_din.preset_registry",
+    "ImageRestorer": "keras_din.restore",
+    "convert_official_checkpoint": "keras_din.convert",
+    "CheckpointError": "keras_din.convert",
+    "KerasDinError": "keras_din.errors",
+    "PresetError": "keras_din.preset",
+    "ExportError": "keras_din.export",
+    "export_model": "keras_din.export",
+    "list_presets": "keras_din.preset_registry",
+    "upload_preset": "keras_din.hub",
+}
+_SUBMODULES = ("layers",)
+
+__all__ = ["layers", *_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_din.{name}")
+    else:
+        raise AttributeError(f"module 'keras_din' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if "keras" in sys.modules:
+    importlib.import_module("keras_din.model")

@@ -10,6 +10,12 @@ from pathlib import Path
 def _convert(args: argparse.Namespace) -> int:
     from keras_din.convert import convert_official_checkpoint
 
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not args.overwrite:
+        raise FileExistsError(
+            f"{str(out_dir)!r} exists and is not an empty folder: pass --overwrite to replace the preset in it, "
+            "or choose a new OUT_DIR."
+        )
     model = convert_official_checkpoint(args.checkpoint)
     folder = model.save_to_preset(args.out_dir, metadata={"converted_from": Path(args.checkpoint).name})
     print(
@@ -20,13 +26,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from keras_din.restore import ImageRestorer, restore_files
+    from keras_din.restore import ImageRestorer, check_tiling, output_suffix, restore_files
 
-    tile = None if args.tile == "none" else (args.tile if args.tile == "auto" else int(args.tile))
+    # Options are checked once, before the model loads or any image is read.
+    suffix = None if args.format is None else output_suffix(args.format, name="--format")
+    tile = check_tiling(args.tile, args.overlap, names=("--tile", "--overlap"))
     restorer = ImageRestorer.from_preset(
         args.preset, dtype=args.precision, tile=tile, overlap=args.overlap, self_ensemble=args.self_ensemble
     )
-    suffix = None if args.format is None else "." + args.format.lower().lstrip(".")
     failures = restore_files(restorer, args.inputs, args.output, overwrite=args.overwrite, suffix=suffix)
     if failures:
         print(f"{len(failures)} input(s) failed: " + ", ".join(str(p) for p, _ in failures), file=sys.stderr)
@@ -98,11 +105,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-din", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser("convert", help="convert an authors' DIN checkpoint into a preset folder")
     convert.add_argument("checkpoint", help="the authors' .pth training checkpoint or state dict, or .safetensors")
     convert.add_argument("out_dir", help="preset folder to write (loads with DIN.from_preset(OUT_DIR))")
+    convert.add_argument("--overwrite", action="store_true", help="replace the preset files of a non-empty OUT_DIR")
     convert.set_defaults(run=_convert)
 
     restore = commands.add_parser("restore", help="restore (super-resolve) image files, folders or globs")
@@ -120,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--precision", default=None, choices=["float32", "mixed_float16", "mixed_bfloat16"], help="dtype policy"
     )
-    restore.add_argument("--format", default=None, help="output format suffix (png, jpg, webp, tif, bmp); default: the input's")
+    restore.add_argument(
+        "--format", default=None, help="output format: png, jpg, jpeg, bmp, tif, tiff or webp; default: the input's"
+    )
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
     restore.set_defaults(run=_restore)
 
@@ -166,15 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one `keras-din` command; returns its exit code: 0 done, 2 a bad input named in one line,
+    3 a run that failed (a diverged training, a failed export); `--debug` shows the traceback instead."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
+    except Exception as error:
+        from keras_din.errors import KerasDinError
+
+        expected = (KerasDinError, ValueError, OSError, ImportError, RuntimeError, FloatingPointError)
+        if args.debug or not isinstance(error, expected):
+            raise
         print(f"keras-din {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # e.g. keras_din.train.TrainingError: a NaN loss
-        print(f"keras-din {args.command}: error: {error}", file=sys.stderr)
-        return 3
+        return 3 if isinstance(error, RuntimeError) else 2
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_din.model import DIN, VERSIONS
+from keras_din.errors import KerasDinError
 from keras_din.layers.upsampler import SHUFFLE_FACTORS
+from keras_din.model import DIN, VERSIONS
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt", ".bin", ".safetensors")
 _DATA_PARALLEL_PREFIX = "module."
@@ -24,7 +25,7 @@ _WRDB_KEY = re.compile(r"^WRDB(\d+)_(\d+)\.")
 _UPNET_KEY = re.compile(r"^up_recon\.UPNet\.(\d+)\.weight$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KerasDinError, ValueError):
     """A file that is not a usable DIN checkpoint; the message names the file or tensor at fault."""
 
 

@@ -18,10 +18,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+from keras_din.errors import KerasDinError
 
-from keras_din.model import DIN
+if TYPE_CHECKING:  # Keras loads on first export, not on import: `keras-din --help` reads FORMATS from here
+    from keras_din.model import DIN
 
 FORMATS = ("onnx", "saved_model")
 DEFAULT_OPSET = 17
@@ -34,7 +36,7 @@ _REQUIREMENTS = {
 }
 
 
-class ExportError(RuntimeError):
+class ExportError(KerasDinError, RuntimeError):
     """An export that failed while converting; the message carries the converter's own error."""
 
 
@@ -86,6 +88,8 @@ def export_model(
     _require(format)
     model = _channels_last_float32(_as_model(preset_or_model))
     path.parent.mkdir(parents=True, exist_ok=True)
+    import keras
+
     if keras.backend.backend() == "tensorflow":
         _export_with_tensorflow(model, path, format, overwrite, opset)
     else:
@@ -109,6 +113,10 @@ def _require(format: str) -> None:
 
 
 def _as_model(preset_or_model: DIN | str | os.PathLike) -> DIN:
+    import keras
+
+    from keras_din.model import DIN
+
     if isinstance(preset_or_model, DIN):
         return preset_or_model
     if isinstance(preset_or_model, keras.Model):
@@ -122,6 +130,8 @@ def _channels_last_float32(model: DIN) -> DIN:
     """`model` if it is channels_last float32, else such a copy rebuilt from its config, with its weights."""
     if model.data_format == "channels_last" and model.dtype_policy.name == "float32":
         return model
+    from keras_din.model import DIN
+
     # Kernels are stored (kh, kw, in, out) in both layouts, so the weights carry over as they are.
     copy = DIN.from_config({**model.get_config(), "data_format": "channels_last", "dtype": "float32"})
     copy.set_weights(model.get_weights())
@@ -210,6 +220,8 @@ def _write_onnx(serve, model: DIN, target: Path, opset: int) -> None:
 
 
 def _write_saved_model(serve, model: DIN, target: Path) -> None:
+    import keras
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serve)  # the first endpoint is also `serving_default`

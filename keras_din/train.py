@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from keras_din.data import SRPatchDataset
+from keras_din.errors import KerasDinError
 from keras_din.metrics import YPSNR
 from keras_din.model import DIN
 
@@ -77,7 +78,7 @@ DEFAULTS = {
 }
 
 
-class TrainingError(RuntimeError):
+class TrainingError(KerasDinError, RuntimeError):
     """Training stopped abnormally (e.g. a NaN loss); the message says where and what to do."""
 
 
@@ -98,23 +99,63 @@ def load_config(source: str | os.PathLike | dict) -> dict:
             user = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"Training config {str(path)!r} is not valid JSON: {error}") from error
+    if not isinstance(user, dict):
+        raise ValueError(f"A training config is a JSON object (sections model, data, solver, ...), got {type(user).__name__}.")
     config = copy.deepcopy(DEFAULTS)
     for key, value in user.items():
         if key not in config:
             raise ValueError(f"Unknown training config key {key!r}; known: {sorted(config)}.")
         if isinstance(config[key], dict):
-            unknown = set(value) - set(config[key]) if key != "model" else set()
+            if not isinstance(value, dict):
+                raise ValueError(f"Training config section {key!r} must be an object, got {value!r}.")
+            known = _MODEL_KEYS if key == "model" else set(config[key])
+            unknown = set(value) - known
             if unknown:
-                raise ValueError(f"Unknown keys in training config section {key!r}: {sorted(unknown)}.")
+                raise ValueError(f"Unknown keys in training config section {key!r}: {sorted(unknown)}; known: {sorted(known)}.")
             config[key].update(value)
         else:
             config[key] = value
     if isinstance(config["data"]["train"], str):
         config["data"]["train"] = [config["data"]["train"]]
-    if not config["data"]["train"]:
-        raise ValueError("Training config: data.train must name at least one folder of HR images.")
+    _check_types(config)
     _lr_values(config["solver"])
     return config
+
+
+# The model section's keys: DIN's constructor arguments.
+_MODEL_KEYS = {
+    "version", "scale", "num_features", "growth_rate", "num_branches", "num_blocks",
+    "in_channels", "out_channels", "attention_ratio", "data_format",
+}  # fmt: skip
+
+
+def _check_types(config: dict) -> None:
+    """Refuses wrong types and out-of-range values by name, before anything is built or written."""
+    data, solver = config["data"], config["solver"]
+    train = data["train"]
+    if not isinstance(train, list) or not train or not all(isinstance(f, str) for f in train):
+        raise ValueError(f"Training config: data.train must name one or more folders of HR images, got {train!r}.")
+    for section, key in (("data", "patch_size"), ("data", "batch_size"), ("data", "steps_per_epoch"),
+                         ("data", "workers"), ("solver", "epochs")):  # fmt: skip
+        value = config[section][key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"Training config: {section}.{key} must be a positive integer, got {value!r}.")
+    for key in ("learning_rate", "lr_gamma"):
+        value = solver[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"Training config: solver.{key} must be a positive number, got {value!r}.")
+    milestones = solver["lr_milestones"]
+    if not isinstance(milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+        raise ValueError(f"Training config: solver.lr_milestones must be a list of epochs (integers), got {milestones!r}.")
+    values = solver["lr_values"]
+    if values is not None and (
+        not isinstance(values, list) or not all(isinstance(v, (int, float)) and v > 0 for v in values)
+    ):
+        raise ValueError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
+    if config["init_from"] is not None and not isinstance(config["init_from"], str):
+        raise ValueError(f"Training config: init_from must be a preset name, folder or file, got {config['init_from']!r}.")
+    if not isinstance(config["output_dir"], str) or not config["output_dir"]:
+        raise ValueError(f"Training config: output_dir must be a folder path, got {config['output_dir']!r}.")
 
 
 def _lr_values(solver: dict) -> list[float]:

@@ -30,6 +30,15 @@ def test_convert_writes_a_loadable_preset(preset):
     assert sorted(p.name for p in preset.iterdir()) == ["config.json", "metadata.json", "model.weights.h5"]
 
 
+def test_convert_refuses_a_non_empty_folder_without_overwrite(preset):
+    before = {p.name: p.stat().st_mtime_ns for p in preset.iterdir()}
+    result = _cli("convert", OFFICIAL / "conference_x2.pth", preset)
+    assert result.returncode == 2 and "pass --overwrite" in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in preset.iterdir()} == before
+    result = _cli("convert", OFFICIAL / "conference_x2.pth", preset, "--overwrite")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_convert_reports_a_bad_checkpoint(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("not a checkpoint")
@@ -37,6 +46,8 @@ def test_convert_reports_a_bad_checkpoint(tmp_path):
     assert result.returncode == 2
     assert "notes.pth" in result.stderr and "not a readable PyTorch checkpoint" in result.stderr
     assert not (tmp_path / "out").exists()
+    debug = _cli("--debug", "convert", bad, tmp_path / "out")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "CheckpointError" in debug.stderr
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +129,61 @@ def test_restore_keeps_metadata_applies_orientation_and_16_bit(tiny_preset, tmp_
     with Image.open(tmp_path / "out" / "deep.png") as image:
         assert image.mode.startswith("I;16") or image.mode == "I"
         assert image.size == (14, 10) and np.asarray(image).max() > 255
+
+
+def test_restore_writes_tiffs_at_their_depth_and_says_what_png_reduces(tiny_preset, tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(8)
+    rgb16 = rng.integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", rgb16, photometric="rgb", compression="zlib", iccprofile=b"an-icc-profile")
+    Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
+        tmp_path / "plain.tiff", compression="tiff_lzw", dpi=(200, 200)
+    )
+    Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).convert("CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(rng.random((5, 3)).astype(np.float32)).save(tmp_path / "float.tif")
+    out = tmp_path / "out"
+    result = _cli("restore", *sorted(tmp_path.glob("*.tif*")), "-o", out, "--preset", tiny_preset)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["cmyk.tif", "deep.tif", "float.tif", "plain.tiff"]
+    deep = tifffile.TiffFile(out / "deep.tif")
+    with deep:
+        page = deep.pages[0]
+        assert page.dtype == np.uint16 and page.shape == (12, 10, 3) and page.asarray().max() > 255
+        assert page.tags.valueof(34675) == b"an-icc-profile"
+    assert tifffile.imread(out / "float.tif").dtype == np.float32
+    with Image.open(out / "plain.tiff") as image:
+        assert (image.mode, image.size, tuple(image.info["dpi"])) == ("RGB", (10, 12), (200, 200))
+    with Image.open(out / "cmyk.tif") as image:
+        assert (image.mode, image.size) == ("RGB", (8, 8))
+
+    as_png = _cli("restore", tmp_path / "deep.tif", "-o", tmp_path / "png", "--preset", tiny_preset, "--format", "PNG")
+    assert as_png.returncode == 0, as_png.stderr[-2000:]
+    assert "warning: " in as_png.stderr and "deep.tif: deep.png: 16-bit colour written with 8 bits" in as_png.stderr
+    with Image.open(tmp_path / "png" / "deep.png") as image:
+        assert (image.mode, image.size, image.info.get("icc_profile")) == ("RGB", (10, 12), b"an-icc-profile")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--format", "./../../x.png"],
+            "--format must be one of png, jpg, jpeg, bmp, tif, tiff, webp (a format name, not a path), got './../../x.png'.",
+        ),
+        (["--tile", "8", "--overlap", "8"], "--overlap (8) must be smaller than --tile (8)"),
+        (["--tile", "0"], "--tile must be a positive number of LR pixels, 'auto' or 'none', got '0'."),
+        (["--tile", "16"], "--overlap (32) must be smaller than --tile (16)"),
+    ],
+)
+def test_restore_refuses_bad_options_once_before_any_work(tmp_path, options, message):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name)
+    out = tmp_path / "deep" / "er" / "out"
+    # No such preset: the options are refused before the model would be looked for.
+    images = (tmp_path / "a.png", tmp_path / "b.png")
+    result = _cli("restore", *images, "-o", out, "--preset", tmp_path / "no-preset", *options)
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith(("keras-din", "error:"))]
+    assert len(ours) == 1 and ours[0].startswith("keras-din restore: error: ") and message in ours[0], result.stderr
+    assert not (tmp_path / "deep").exists()  # no output folder, nothing written beside or above it

@@ -175,3 +175,26 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "devices 2" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "is a JSON object"),
+        ({"model": {"num_feature": 8}, "data": {"train": "x"}}, r"Unknown keys in training config section 'model': \['num_feature'\]"),
+        ({"data": 5}, "section 'data' must be an object"),
+        ({"data": {"train": "x", "steps_per_epoch": 0}}, "data.steps_per_epoch must be a positive integer, got 0"),
+        ({"data": {"train": "x", "batch_size": -1}}, "data.batch_size must be a positive integer, got -1"),
+        ({"data": {"train": "x"}, "solver": {"epochs": "10"}}, "solver.epochs must be a positive integer, got '10'"),
+        ({"data": {"train": "x"}, "solver": {"epochs": 0}}, "solver.epochs must be a positive integer, got 0"),
+        ({"data": {"train": "x"}, "solver": {"lr_milestones": "15"}}, "lr_milestones must be a list of epochs"),
+        ({"data": {"train": 5}}, "data.train must name one or more folders"),
+        ({"data": {"train": "x"}, "init_from": 3}, "init_from must be a preset name"),
+    ],
+)
+def test_a_bad_config_is_refused_by_name_before_anything_is_written(bad, message, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=message):
+        train(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

@@ -1,0 +1,15 @@
+"""The exception family of keras-din: every error it raises on purpose is a `KerasDinError`.
+
+Each subclass also derives from the built-in it refines (`ValueError`, `RuntimeError`), so code
+written against those keeps working. The command line prints a `KerasDinError` as one line
+(exit code 2; 3 for a training run that diverged) and shows a traceback only with `--debug`.
+
+Example:
+>>> from keras_din.preset import PresetError
+>>> issubclass(PresetError, KerasDinError) and issubclass(PresetError, ValueError)
+True
+"""
+
+
+class KerasDinError(Exception):
+    """Base class of the errors keras-din raises: a bad preset, checkpoint, image, config, training run or export."""

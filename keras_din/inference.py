@@ -1,0 +1,91 @@
+"""The inference path: a model's forward pass compiled once and reused, with no autograd.
+
+`model(x)` in eager mode is what Keras gives by default, and it is the slow way to run a network
+for inference: torch records the whole forward for autograd (GBs of saved activations on a
+512² image), TensorFlow runs op by op. `Predictor(model)` wraps the forward once per model:
+
+* TensorFlow: one `tf.function` with a fully dynamic input signature, so images of any size
+  share one trace (no retracing per image). Not XLA: on CPU XLA compiles per shape.
+* JAX: `jax.jit` of the model's stateless call (XLA compiles once per input shape, cached).
+* torch: eager under `torch.inference_mode()` (no autograd graph, no saved activations).
+
+Example:
+>>> import numpy as np, keras_din
+>>> model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=1, num_blocks=1)
+>>> predict = Predictor(model)
+>>> predict(np.zeros((1, 5, 6, 3), "float32")).shape
+(1, 10, 12, 3)
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+
+
+class Predictor:
+    """`model`'s inference forward on NHWC float32 numpy batches; NHWC float32 numpy out.
+
+    A channels_first model gets its batch transposed on the way in and out.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._forward = _compile(model)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        first = self.model.data_format == "channels_first"
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if first else batch, np.float32)
+        output = np.asarray(self._forward(batch), np.float32)
+        return output.transpose(0, 2, 3, 1) if first else output
+
+
+def _compile(model):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        channels = model.in_channels
+        shape = [None, None, None, channels] if model.data_format == "channels_last" else [None, channels, None, None]
+        function = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec(shape, tf.float32)],
+            jit_compile=False,
+            autograph=False,
+        )
+        return lambda batch: function(tf.constant(batch)).numpy()
+    if backend == "jax":
+        import jax
+
+        def call(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        function = jax.jit(call)
+
+        def run(batch):
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            return function(trainable, non_trainable, batch)
+
+        return run
+    if backend == "torch":
+        import torch
+
+        def run(batch):
+            with torch.inference_mode():
+                return keras.ops.convert_to_numpy(model(batch, training=False))
+
+        return run
+    return lambda batch: keras.ops.convert_to_numpy(model(batch, training=False))
+
+
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predictor_for(model) -> Predictor:
+    """The `Predictor` of `model`, made once and reused for as long as the model lives."""
+    if model not in _PREDICTORS:
+        _PREDICTORS[model] = Predictor(model)
+    return _PREDICTORS[model]
