@@ -301,7 +301,7 @@ def _restoration_panel(dataset: str, task: str, level, pair, restored: np.ndarra
     size = min(96, *clean.shape[:2])
     top, left = _detail_crop(clean, size)
     window = (slice(top, top + size), slice(left, left + size))
-    label = {"denoise": f"noise σ {level}", "jpeg": f"JPEG q {level}"}[task]
+    label = {"denoise": f"noise sigma {level}", "jpeg": f"JPEG q {level}"}[task]  # the default font has no σ
     crops = [("clean", clean[window]), (f"{label} {restoration_scores(clean, degraded)[0]:.2f} dB", degraded[window])]
     if restored is not None:
         restored = restored if restored.dtype == np.uint8 else to_uint8(restored)

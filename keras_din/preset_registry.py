@@ -122,6 +122,22 @@ def _small_preset(scale: int, parameters: int) -> PresetInfo:
     )
 
 
+def _restoration_preset(name: str, task: str, channels: int, parameters: int) -> PresetInfo:
+    config = _SMALL_SIZE
+    colour = "greyscale" if channels == 1 else "colour (RGB)"
+    return PresetInfo(
+        name=name,
+        description=f"A small same-size DIN (enhanced structure with its input skip, {config['num_branches']} "
+        f"branches of {config['num_blocks']} WRDBs, {config['num_features']} features, growth "
+        f"{config['growth_rate']}) trained here on T91 + BSD200 for blind {colour} {task}; ships inside the package.",
+        config={"version": "enhanced", "scale": 1, "in_channels": channels, "out_channels": channels, **config},
+        parameters=parameters,
+        hf_handle=f"hf://{HUB_NAMESPACE}/{name}",
+        weights_available=True,
+        bundled=True,
+    )
+
+
 PRESETS: dict[str, PresetInfo] = {
     info.name: info
     for info in (
@@ -135,6 +151,7 @@ PRESETS: dict[str, PresetInfo] = {
         _small_preset(2, 257_735),
         _small_preset(3, 269_335),
         _small_preset(4, 267_015),
+        _restoration_preset("din_small_denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
     )
 }
 
@@ -177,7 +194,11 @@ def _measured_psnr(info: PresetInfo) -> dict[str, float]:
         return {}
     results = read_preset_json(folder, METADATA_FILE).get("results", [])
     scale = info.config["scale"]
-    return {row["dataset"]: row["psnr"] for row in results if row.get("scale", scale) == scale and "psnr" in row}
+    return {
+        f"{row['dataset']} {row['task']} {row['level']}" if "task" in row else row["dataset"]: row["psnr"]
+        for row in results
+        if row.get("scale", scale) == scale and "psnr" in row
+    }
 
 
 def list_presets() -> list[dict]:

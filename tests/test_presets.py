@@ -177,10 +177,23 @@ def test_top_readme_gives_the_bundled_presets_measured_scores():
     table = readme[readme.index(header):].split("\n\n")[0].splitlines()[2:]
     rows = {line.strip("|").split("|")[0].strip().split(" ")[0]: line.strip("|").split("|") for line in table}
     for name, info in BUNDLED.items():
+        if info.config["scale"] == 1:
+            continue  # same-size restoration: its own table, checked below
         for result in json.loads((info.folder() / "metadata.json").read_text())["results"]:
             cell = rows[result["dataset"]][columns.index(name)]
             expected = f"{result['psnr']:.2f} / {result['ssim']:.4f} ({result['bicubic_psnr']:.2f} / "
             assert cell.strip().startswith(expected), (name, result["dataset"], cell)
+
+
+def test_top_readme_gives_the_restoration_presets_measured_scores():
+    """Each bundled same-size preset's rows (dataset, level, input, PSNR / SSIM) appear in the README as measured."""
+    readme = (REPO / "README.md").read_text()
+    restoration = [info for info in BUNDLED.values() if info.config["scale"] == 1]
+    assert restoration
+    for info in restoration:
+        for r in json.loads((info.folder() / "metadata.json").read_text())["results"]:
+            row = f"| {r['dataset']} | {r['level']} | {r['input_psnr']:.2f} | **{r['psnr']:.2f}** / {r['ssim']:.4f} |"
+            assert row in readme, (info.name, row)
 
 
 @pytest.mark.slow

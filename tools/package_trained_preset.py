@@ -4,8 +4,9 @@
 
 Reads `presets/<name>/train_config.json` and the run's `checkpoint.keras` (its
 `output_dir`), rebuilds the registered architecture with the trained weights (no
-optimizer state), evaluates it with `keras_din.evaluate` (Y-PSNR/SSIM, BI, border =
-scale) beside bicubic, and writes `keras_din/presets/<name>/` (config, weights,
+optimizer state), evaluates it with `keras_din.evaluate` (super-resolution: Y-PSNR/SSIM,
+BI, border = scale, beside bicubic; same-size restoration: the task's sets and levels,
+beside the degraded input), and writes `keras_din/presets/<name>/` (config, weights,
 metadata with the training record and the results), redraws the run's `curve.png`, then
 regenerates the model card with `tools/make_preset_folders.py`.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import keras
 
-from keras_din.evaluate import evaluate, format_table
+from keras_din.evaluate import evaluate, evaluate_restoration, format_restoration_table, format_table
 from keras_din.model import DIN
 from keras_din.preset_registry import get_preset
 from keras_din.train import load_config, lr_stretches, plot_training_log, run_history
@@ -38,7 +39,7 @@ def _generator():
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="a bundled preset, e.g. din_small_x2")
-    parser.add_argument("--datasets", default="Set5,Set14,B100,Urban100")
+    parser.add_argument("--datasets", default=None, help="default: Set5,Set14,B100,Urban100 (SR); the task's sets")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "datasets"))
     args = parser.parse_args(argv)
 
@@ -72,16 +73,37 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rates": lr_stretches(config["solver"], state["epochs_done"]),
         "last_logs": state.get("last_logs", {}),
     }
+    task = _task(config["data"])
+    if task is not None:
+        training["degradation"] = task[1]
     plot_training_log(run / "log.csv", run / "curve.png", training["learning_rates"], config["solver"]["loss"].upper())
     model.save_to_preset(folder, metadata={"training": training})
-    datasets = [d for d in args.datasets.split(",") if d]
-    rows = evaluate(str(folder), args.data, datasets, [info.config["scale"]])
-    bicubic = evaluate("bicubic", args.data, datasets, [info.config["scale"]])
-    for row, base in zip(rows, bicubic):
-        row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
-    print(format_table(rows))
+    datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
+    if task is not None:
+        rows = evaluate_restoration(str(folder), task[0], data_root=args.data, datasets=datasets)
+        print(format_restoration_table(rows))
+    else:
+        datasets = datasets or ["Set5", "Set14", "B100", "Urban100"]
+        rows = evaluate(str(folder), args.data, datasets, [info.config["scale"]])
+        bicubic = evaluate("bicubic", args.data, datasets, [info.config["scale"]])
+        for row, base in zip(rows, bicubic):
+            row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
+        print(format_table(rows))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
     return generator.main([])
+
+
+def _task(data: dict) -> tuple[str, str] | None:
+    """(evaluation task, how the training input was degraded) of a same-size run; None for SR."""
+
+    def levels(value) -> str:
+        return f"{value[0]}–{value[1]}" if isinstance(value, list) else str(value)
+
+    if data["jpeg_quality"] is not None:
+        return "jpeg", f"blind JPEG, Pillow quality {levels(data['jpeg_quality'])}"
+    if data["noise_sigma"] is not None:
+        return "denoise", f"blind Gaussian noise, σ {levels(data['noise_sigma'])} on 0–255"
+    return None
 
 
 if __name__ == "__main__":
