@@ -72,13 +72,17 @@ def restoration_scores(clean: np.ndarray, restored: np.ndarray, with_psnr_b: boo
 
     The restoration protocol; a float `restored` image is taken as [0, 1] and quantised to uint8 first.
     """
-    clean = np.atleast_3d(clean)
-    restored = np.atleast_3d(restored if restored.dtype == np.uint8 else to_uint8(restored))
+    clean, restored = np.atleast_3d(clean), np.atleast_3d(_quantised(restored))
     channels = range(clean.shape[-1])
     scores = (psnr(clean, restored), float(np.mean([ssim(clean[..., c], restored[..., c]) for c in channels])))
     if with_psnr_b:
         scores += (float(np.mean([psnr_b(clean[..., c], restored[..., c]) for c in channels])),)
     return scores
+
+
+def _quantised(image: np.ndarray) -> np.ndarray:
+    """A uint8 image as it is; a float one (taken as [0, 1]) quantised to uint8."""
+    return image if image.dtype == np.uint8 else to_uint8(image)
 
 
 def _stored_channels(path: Path) -> int:
@@ -297,15 +301,15 @@ def evaluate_restoration(
 
 def _restoration_panel(dataset: str, task: str, level, pair, restored: np.ndarray | None):
     name, clean, degraded = pair
-    degraded = degraded if degraded.dtype == np.uint8 else to_uint8(degraded)
+    degraded = _quantised(degraded)
     size = min(96, *clean.shape[:2])
     top, left = _detail_crop(clean, size)
     window = (slice(top, top + size), slice(left, left + size))
     label = {"denoise": f"noise sigma {level}", "jpeg": f"JPEG q {level}"}[task]  # the default font has no σ
-    crops = [("clean", clean[window]), (f"{label} {restoration_scores(clean, degraded)[0]:.2f} dB", degraded[window])]
+    crops = [("clean", clean[window]), (f"{label} {psnr(clean, degraded):.2f} dB", degraded[window])]
     if restored is not None:
-        restored = restored if restored.dtype == np.uint8 else to_uint8(restored)
-        crops.append((f"DIN {restoration_scores(clean, restored)[0]:.2f} dB", restored[window]))
+        restored = _quantised(restored)
+        crops.append((f"DIN {psnr(clean, restored):.2f} dB", restored[window]))
     return f"{dataset} {label} - {name}", crops
 
 
