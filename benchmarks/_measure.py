@@ -24,6 +24,8 @@ import traceback
 
 from _spec import Spec, Workload
 
+from keras_din._io.atomic import write_text_atomic
+
 FIRST_CALL = "first call (tracing / compilation)"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Keras colours its error messages
 
@@ -179,10 +181,7 @@ def is_compilation_failure(spec: Spec, phase: str) -> bool:
 
 def write_result(path: str, result: dict) -> None:
     """Writes `result` atomically, so that a reader never sees half a file."""
-    partial = f"{path}.partial"
-    with open(partial, "w") as handle:
-        json.dump(result, handle)
-    os.replace(partial, path)
+    write_text_atomic(path, json.dumps(result))
 
 
 def main(argv: list[str]) -> int:

@@ -15,16 +15,16 @@ from keras_din.version import __version__
 # public name -> the module that defines it
 _EXPORTS = {
     "DIN": "keras_din.model",
-    "DEFAULT_PRESET": "keras_din.preset_registry",
+    "DEFAULT_PRESET": "keras_din.preset.registry",
     "ImageRestorer": "keras_din.restore",
     "convert_official_checkpoint": "keras_din.convert",
-    "CheckpointError": "keras_din.convert",
+    "CheckpointError": "keras_din.preset.checkpoint",
     "KerasDinError": "keras_din.errors",
     "PresetError": "keras_din.preset",
     "ExportError": "keras_din.export",
     "export_model": "keras_din.export",
-    "list_presets": "keras_din.preset_registry",
-    "upload_preset": "keras_din.hub",
+    "list_presets": "keras_din.preset.registry",
+    "upload_preset": "keras_din.preset.hub",
 }
 _SUBMODULES = ("layers",)
 

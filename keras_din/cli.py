@@ -41,7 +41,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from keras_din.preset_registry import list_presets
+    from keras_din.preset.registry import list_presets
 
     rows = [("name", "version", "scale", "parameters", "weights", "PSNR (dB)")]
     for row in list_presets():

@@ -1,290 +1,28 @@
-"""Reads the authors' PyTorch checkpoints of DIN and turns them into `keras_din.DIN` models.
+"""Converting the authors' PyTorch checkpoints of DIN into `keras_din.DIN` models.
 
-Everything the network needs is detected from tensor names and shapes: version,
-scale, channels, width, growth rate, attention ratio, branch and block counts.
+The checkpoint format itself (reading, detecting the configuration, mapping tensors)
+is `keras_din.preset.checkpoint`; its public names are re-exported here, where they
+have always been.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import zipfile
-from pathlib import Path
 
-import keras
-import numpy as np
-
-from keras_din.errors import KerasDinError
-from keras_din.layers.upsampler import SHUFFLE_FACTORS
-from keras_din.model import DIN, VERSIONS
-
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt", ".bin", ".safetensors")
-_DATA_PARALLEL_PREFIX = "module."
-_WRDB_KEY = re.compile(r"^WRDB(\d+)_(\d+)\.")
-_UPNET_KEY = re.compile(r"^up_recon\.UPNet\.(\d+)\.weight$")
+from keras_din.model import DIN
+from keras_din.preset.checkpoint import (  # noqa: F401 - the public names of keras_din.convert
+    CHECKPOINT_SUFFIXES,
+    CheckpointError,
+    detect_config,
+    load_official_state_dict,
+    official_layer_map,
+    official_state_dict,
+    read_checkpoint,
+)
+from keras_din.preset.checkpoint import model_from_checkpoint
 
 
-class CheckpointError(KerasDinError, ValueError):
-    """A file that is not a usable DIN checkpoint; the message names the file or tensor at fault."""
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads an authors' checkpoint into `{official tensor name: float32 array}`.
-
-    Accepts the training dictionary the authors' solver saves (`state_dict` inside,
-    keys prefixed `module.` by DataParallel), a bare state dict (with or without the
-    prefix) saved by `torch.save`, and `.safetensors` files. `.pth` files are read
-    with `torch.load(weights_only=True)`: a pickle that would run code is refused.
-
-    Example:
-    >>> state = read_checkpoint("conference_x4.pth")  # doctest: +SKIP
-    >>> state["feat_conv.weight"].shape  # doctest: +SKIP
-    (8, 3, 3, 3)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist or is not a file.")
-    if path.suffix == ".safetensors":
-        state = _read_safetensors(path)
-    else:
-        state = _read_torch(path)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{str(path)!r} holds no state dict (found {type(state).__name__}).")
-    arrays = {}
-    for key, value in state.items():
-        name = key[len(_DATA_PARALLEL_PREFIX):] if key.startswith(_DATA_PARALLEL_PREFIX) else key
-        arrays[name] = _to_numpy(value, name, path)
-    return arrays
-
-
-def _read_safetensors(path: Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({error}).") from error
-
-
-def _read_torch(path: Path) -> dict:
-    try:
-        import torch  # Only checkpoint reading needs PyTorch.
-    except ImportError as error:
-        raise ImportError(
-            f"Reading {str(path)!r} needs PyTorch: `pip install keras-din[torch]`, "
-            "or convert the checkpoint to .safetensors first."
-        ) from error
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch reports both a refused global and plain garbage as UnpicklingError.
-        refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported global" in line]
-        if refused:
-            raise CheckpointError(
-                f"Refused to load {str(path)!r}: its pickle asks for code or objects that are not plain "
-                f"weights ({refused[0]}). Nothing from it was run."
-            ) from error
-        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (not a weights pickle).") from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{str(path)!r} is not a readable PyTorch checkpoint (truncated or corrupt?): {error}"
-        ) from error
-
-
-def _to_numpy(value, name: str, path: Path) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        array = value
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):
-        array = value.detach().cpu().float().numpy()
-    else:
-        raise CheckpointError(f"{str(path)!r}: entry {name!r} is a {type(value).__name__}, not a tensor.")
-    return np.asarray(array, dtype=np.float32)
-
-
-def detect_config(state: dict[str, np.ndarray]) -> dict:
-    """Infers `DIN` constructor arguments from an official state dict's names and shapes.
-
-    Example:
-    >>> config = detect_config(read_checkpoint("conference_x4.pth"))  # doctest: +SKIP
-    >>> config["version"], config["scale"]  # doctest: +SKIP
-    ('conference', 4)
-    """
-    def need(name: str) -> np.ndarray:
-        if name not in state:
-            raise CheckpointError(f"Not a DIN checkpoint: tensor {name!r} is missing.")
-        return state[name]
-
-    if "conv_out1.weight" in state or "conv_out2.weight" in state:
-        version = "enhanced"
-    elif "conv_out.weight" in state:
-        version = "conference"
-    else:
-        raise CheckpointError(
-            "Not a DIN checkpoint: it has neither 'conv_out.weight' (conference version) "
-            "nor 'conv_out1.weight' (enhanced version)."
-        )
-    feat = need("feat_conv.weight")
-    if feat.ndim != 4:
-        raise CheckpointError(f"Tensor 'feat_conv.weight' has shape {feat.shape}, expected 4 dimensions.")
-    num_features, in_channels = int(feat.shape[0]), int(feat.shape[1])
-    growth_rate = int(need("WRDB1_1.RDB1.conv1.weight").shape[0])
-    positions = {tuple(int(g) for g in m.groups()) for m in map(_WRDB_KEY.match, state) if m}
-    num_branches = max(s for s, _ in positions)
-    num_blocks = max(k for _, k in positions)
-
-    upnet = sorted(int(m.group(1)) for m in map(_UPNET_KEY.match, state) if m)
-    if not upnet:
-        raise CheckpointError("Not a DIN checkpoint: no 'up_recon.UPNet.*.weight' tensors.")
-    out_channels = int(state[f"up_recon.UPNet.{upnet[-1]}.weight"].shape[0])
-    if len(upnet) == 1:
-        scale = 1
-    elif len(upnet) == 2:
-        ratio = state["up_recon.UPNet.0.weight"].shape[0] / num_features
-        scale = int(round(ratio**0.5))
-        if scale * scale * num_features != state["up_recon.UPNet.0.weight"].shape[0]:
-            raise CheckpointError(
-                f"Tensor 'up_recon.UPNet.0.weight' has {state['up_recon.UPNet.0.weight'].shape[0]} output "
-                f"channels, which is not num_features ({num_features}) times a square scale."
-            )
-    else:
-        scale = {3: 4, 4: 8}.get(len(upnet))
-        if scale is None:
-            raise CheckpointError(f"Unexpected upsampler with {len(upnet)} convolutions (up_recon.UPNet).")
-    if scale not in SHUFFLE_FACTORS:
-        raise CheckpointError(f"Detected scale {scale} from up_recon.UPNet, which DIN does not have.")
-
-    attention_ratio = VERSIONS[version]["attention_ratio"]
-    if num_branches > 1:
-        bottleneck = int(need("AsyCA2_1.conv_dc.weight").shape[0])
-        if num_features // attention_ratio != bottleneck:
-            if bottleneck < 1 or num_features // (num_features // bottleneck) != bottleneck:
-                raise CheckpointError(
-                    f"Tensor 'AsyCA2_1.conv_dc.weight' has {bottleneck} output channels: no attention "
-                    f"ratio r gives num_features // r = {bottleneck} with num_features = {num_features}."
-                )
-            attention_ratio = num_features // bottleneck
-    return dict(
-        version=version,
-        scale=scale,
-        num_features=num_features,
-        growth_rate=growth_rate,
-        num_branches=num_branches,
-        num_blocks=num_blocks,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        attention_ratio=attention_ratio,
-    )
-
-
-def official_layer_map(model: DIN) -> dict[str, object]:
-    """`{official module name: Keras layer}` for every weighted module of `model`.
-
-    Module names are the authors' (`feat_conv`, `WRDB2_3.RDB1.conv4`, `AsyCA2_3.conv_dc`,
-    `up_recon.UPNet.2`, ...); each layer is a Keras `Conv2D` or `DepthwiseConv2D`.
-    """
-    layers = {"feat_conv": model.get_layer("feat_conv")}
-    for s in range(1, model.num_branches + 1):
-        for k in range(1, model.num_blocks + 1):
-            if s == 1:
-                wrdb = model.get_layer(f"WRDB1_{k}")
-            else:
-                node = model.get_layer(f"interleaved{s}_{k}")
-                wrdb = node.wrdb
-                for conv in ("conv_init", "conv_dc", "conv_ic"):
-                    layers[f"AsyCA{s}_{k}.{conv}"] = getattr(node.asyca, conv)
-            prefix = f"WRDB{s}_{k}"
-            layers[f"{prefix}.conv0"] = wrdb.conv0
-            for name, skip in wrdb.skips.items():
-                layers[f"{prefix}.{name}"] = skip
-            for r, rdb in enumerate(wrdb.rdbs, start=1):
-                for c, conv in enumerate(rdb.convs, start=1):
-                    layers[f"{prefix}.RDB{r}.conv{c}"] = conv
-    fusion = ("conv_out",) if model.version == "conference" else ("conv_out1", "conv_out2")
-    for name in fusion:
-        layers[name] = model.get_layer(name)
-    for m, conv in enumerate(model.get_layer("up_recon").convs):
-        layers[f"up_recon.UPNet.{2 * m}"] = conv
-    return layers
-
-
-def _kernel_to_keras(array: np.ndarray, depthwise: bool) -> np.ndarray:
-    # PyTorch (out, in, kh, kw) → Keras Conv2D (kh, kw, in, out); depth-wise (C, 1, 1, 1) → (1, 1, C, 1).
-    return np.transpose(array, (2, 3, 0, 1) if depthwise else (2, 3, 1, 0))
-
-
-def _kernel_to_torch(array: np.ndarray, depthwise: bool) -> np.ndarray:
-    return np.transpose(array, (2, 3, 0, 1) if depthwise else (3, 2, 0, 1))
-
-
-def _is_depthwise(layer) -> bool:
-    return isinstance(layer, keras.layers.DepthwiseConv2D)
-
-
-def _torch_shape(layer) -> tuple[int, ...]:
-    return tuple(_kernel_to_torch(np.empty(layer.kernel.shape, dtype=np.uint8), _is_depthwise(layer)).shape)
-
-
-def load_official_state_dict(model: DIN, state: dict[str, np.ndarray]) -> None:
-    """Assigns an official state dict to `model`, strictly: every tensor used, each shape checked.
-
-    Raises `CheckpointError` naming the missing, unexpected or mis-shaped tensors
-    before any weight is changed.
-    """
-    layers = official_layer_map(model)
-    expected = {}
-    for module, layer in layers.items():
-        expected[f"{module}.weight"] = _torch_shape(layer)
-        expected[f"{module}.bias"] = tuple(layer.bias.shape)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{name}: checkpoint {tuple(state[name].shape)}, model {shape}"
-        for name, shape in expected.items()
-        if name in state and tuple(state[name].shape) != shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {_listing(unexpected)}")
-    if wrong:
-        problems.append(f"mis-shaped tensors: {_listing(wrong)}")
-    if problems:
-        raise CheckpointError("The checkpoint does not fit this DIN: " + "; ".join(problems) + ".")
-    for module, layer in layers.items():
-        layer.kernel.assign(_kernel_to_keras(state[f"{module}.weight"], _is_depthwise(layer)))
-        layer.bias.assign(state[f"{module}.bias"])
-
-
-def _listing(names: list[str], limit: int = 8) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def official_state_dict(model: DIN) -> dict[str, np.ndarray]:
-    """The inverse of `load_official_state_dict`: the model's weights under the authors' names and layouts.
-
-    Example:
-    >>> import keras_din
-    >>> model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1)
-    >>> official_state_dict(model)["feat_conv.weight"].shape
-    (8, 3, 3, 3)
-    """
-    state = {}
-    for module, layer in official_layer_map(model).items():
-        kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float32)
-        state[f"{module}.weight"] = _kernel_to_torch(kernel, _is_depthwise(layer))
-        state[f"{module}.bias"] = np.asarray(keras.ops.convert_to_numpy(layer.bias), np.float32)
-    return state
-
-
-def convert_official_checkpoint(
-    path: str | os.PathLike, data_format: str | None = None, dtype=None
-) -> DIN:
+def convert_official_checkpoint(path: str | os.PathLike, data_format: str | None = None, dtype=None) -> DIN:
     """Builds the `DIN` that an authors' checkpoint describes and loads its weights.
 
     Args:
@@ -297,14 +35,4 @@ def convert_official_checkpoint(
     >>> model = keras_din.convert_official_checkpoint("conference_x4.pth")  # doctest: +SKIP
     >>> model.save_to_preset("din_conference_x4")  # doctest: +SKIP
     """
-    state = read_checkpoint(path)
-    try:
-        config = detect_config(state)
-    except CheckpointError as error:
-        raise CheckpointError(f"{os.fspath(path)!r}: {error}") from None
-    model = DIN(**config, data_format=data_format, dtype=dtype)
-    try:
-        load_official_state_dict(model, state)
-    except CheckpointError as error:
-        raise CheckpointError(f"{os.fspath(path)!r}: {error}") from None
-    return model
+    return model_from_checkpoint(DIN, path, data_format=data_format, dtype=dtype)

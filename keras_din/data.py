@@ -7,39 +7,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image
 
+from keras_din._io.images import list_images, load_image
 from keras_din.degradations import add_gaussian_noise, degrade, jpeg_compress, modcrop
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Image folder {str(folder)!r} does not exist.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"Image folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    return files
-
-
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB (greyscale replicated)."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
-    """An image file as H×W×`channels` uint8: RGB (3), or Pillow's BT.601 luma "L" (1)."""
-    if channels == 3:
-        return load_rgb(path)
-    if channels != 1:
-        raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}.")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("L"))[..., None]
-
 
 def _level_range(value, name: str, low: float, high: float) -> tuple[float, float] | None:
     """A fixed level `v` or a blind range `[lo, hi]` as `(lo, hi)`, checked against [low, high]."""

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from keras_din.data import degrade_same_size, list_images, load_image
+from keras_din._io.atomic import atomic_path
+from keras_din._io.images import list_images, load_image
+from keras_din.data import degrade_same_size
 from keras_din.degradations import degrade, imresize, modcrop
 from keras_din.metrics import psnr, psnr_b, rgb_to_y, ssim, to_uint8, y_psnr_ssim
 
@@ -32,16 +34,10 @@ RESTORATION_TASKS = {
 }
 
 
-def _load_hr(path: Path, scale: int) -> np.ndarray:
-    with Image.open(path) as image:
-        image = image if image.mode in ("L", "RGB") else image.convert("RGB")
-        return modcrop(np.asarray(image), scale)
-
-
 def load_pairs(folder: str | os.PathLike, scale: int, degradation: str = "BI") -> list[tuple[str, np.ndarray, np.ndarray]]:
     """`(name, HR, LR)` uint8 triples of a folder of HR images: mod-cropped HR, degraded LR."""
     rng = np.random.default_rng(0)  # DN's noise: fixed so that scores are repeatable
-    return [(p.stem, hr, degrade(hr, degradation, scale, rng)) for p in list_images(folder) for hr in [_load_hr(p, scale)]]
+    return [(p.stem, hr, degrade(hr, degradation, scale, rng)) for p in list_images(folder) for hr in [modcrop(load_image(p, channels=None), scale)]]
 
 
 def restoration_pairs(
@@ -161,12 +157,9 @@ def comparison_figure(panels: list[tuple[str, list[tuple[str, np.ndarray]]]], pa
     for row in rows:
         sheet.paste(row, (0, top))
         top += row.height
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".incomplete.png")
-    sheet.save(temporary)
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG")
+    return Path(path)
 
 
 def evaluate(

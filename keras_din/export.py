@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keras_din._io.atomic import staging_folder
 from keras_din.errors import KerasDinError
 
 if TYPE_CHECKING:  # Keras loads on first export, not on import: `keras-din --help` reads FORMATS from here
@@ -141,11 +141,8 @@ def _channels_last_float32(model: DIN) -> DIN:
 @contextlib.contextmanager
 def _staged(path: Path) -> Iterator[Path]:
     """Where to write the export: `path.name` inside a temporary folder beside `path`, removed on the way out."""
-    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.incomplete-"))
-    try:
+    with staging_folder(path.parent, path.name) as folder:
         yield folder / path.name  # created by the writer, so with the user's usual permissions
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _install(staged: Path, path: Path, overwrite: bool) -> None:

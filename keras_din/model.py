@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import keras
 
+from keras_din.architecture import check_architecture
 from keras_din.layers import WRDB, BilinearUpsample, InterleavedBlock, Upsampler
 from keras_din.layers._data_format import channel_axis, standardize_data_format
-
-# Per version: the published scales and the AsyCA bottleneck ratio of the authors' code.
-VERSIONS = {
-    "conference": {"scales": (2, 3, 4), "attention_ratio": 8},
-    "enhanced": {"scales": (2, 3, 4, 8), "attention_ratio": 4},
-}
-# Scales this implementation builds for either version (1: same-size restoration).
-SUPPORTED_SCALES = (1, 2, 3, 4, 8)
+from keras_din.preset.format import save_to_preset
+from keras_din.preset.loader import load_preset
 
 
 def _compute_data_format(data_format: str) -> str:
@@ -99,29 +94,9 @@ class DIN(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        version = str(version).lower()
-        if version not in VERSIONS:
-            raise ValueError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
-        if scale not in SUPPORTED_SCALES or (scale != 1 and scale not in VERSIONS[version]["scales"]):
-            allowed = (1, *VERSIONS[version]["scales"])
-            raise ValueError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
-        for name, value in (
-            ("num_features", num_features),
-            ("growth_rate", growth_rate),
-            ("num_branches", num_branches),
-            ("num_blocks", num_blocks),
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"DIN {name} must be a positive integer, got {value!r}.")
-        if version == "enhanced" and in_channels not in (1, out_channels):
-            raise ValueError(
-                f"DIN enhanced adds the upsampled input to the output, so in_channels must equal "
-                f"out_channels (or be 1), got in_channels={in_channels}, out_channels={out_channels}."
-            )
-        if attention_ratio is None:
-            attention_ratio = VERSIONS[version]["attention_ratio"]
+        version, attention_ratio = check_architecture(
+            version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio
+        )
         data_format = standardize_data_format(data_format)
         compute_format = _compute_data_format(data_format)
         axis = channel_axis(compute_format)
@@ -219,14 +194,10 @@ class DIN(keras.Model):
         >>> import keras_din
         >>> model = keras_din.DIN.from_preset("conference_x4.pth")  # doctest: +SKIP
         """
-        from keras_din.preset import load_preset
-
-        return load_preset(preset, load_weights=load_weights, **kwargs)
+        return load_preset(cls, preset, load_weights=load_weights, **kwargs)
 
     def save_to_preset(self, folder: str, metadata: dict | None = None):
         """Saves this model as a preset folder that `DIN.from_preset(folder)` loads."""
-        from keras_din.preset import save_to_preset
-
         return save_to_preset(self, folder, metadata=metadata)
 
     @classmethod

@@ -12,9 +12,10 @@ A run is described by a small JSON file, like the authors' option files:
       "output_dir": "runs/din_x2"
     }
 
-Paths are relative to the working directory. The run writes `output_dir/checkpoint.keras`
-(model and optimizer, each epoch, atomically), `state.json`, `log.csv` and `curve.png`, and
-resumes from them when started again: the weights and Adam state come from the checkpoint, the
+Paths are relative to the working directory. After each epoch the run writes
+`output_dir/checkpoint-NNNN.keras` (model and optimizer) and then `state.json` (the epoch count
+and the checkpoint's name), which commits the two as one unit, plus `log.csv` and `curve.png`; it
+resumes from them when started again, never losing or repeating an epoch: the weights and Adam state come from the checkpoint, the
 solver (epochs, schedule, precision) from the config as it is then. `state.json` keeps the run's
 `history`: from which epoch on it ran on which backend and in which precision.
 
@@ -36,6 +37,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_din._io.atomic import atomic_path, write_text_atomic
 from keras_din.data import SRPatchDataset
 from keras_din.errors import KerasDinError
 from keras_din.metrics import YPSNR
@@ -235,8 +237,36 @@ def _finite(logs: dict) -> bool:
     return all(math.isfinite(float(v)) for v in logs.values() if isinstance(v, (int, float)))
 
 
+STATE_FILE = "state.json"
+# The checkpoint name of runs saved before state.json named its checkpoint.
+_LEGACY_CHECKPOINT = "checkpoint.keras"
+
+
+def committed_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The checkpoint a run folder's `state.json` commits to, or `None` when the folder holds no finished epoch.
+
+    Each epoch's checkpoint is written under a new name (`checkpoint-0007.keras`) and only then
+    committed by replacing `state.json`, which names it: a crash between the two writes leaves
+    the previous epoch's checkpoint and state, which match.
+
+    Example:
+    >>> committed_checkpoint("presets/din_small_x2/training").name  # doctest: +SKIP
+    'checkpoint-0060.keras'
+    """
+    state_path = Path(folder) / STATE_FILE
+    if not state_path.is_file():
+        return None
+    name = json.loads(state_path.read_text()).get("checkpoint", _LEGACY_CHECKPOINT)
+    path = Path(folder) / name
+    return path if path.is_file() and path.parent == Path(folder) else None
+
+
 class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves model + optimizer and the epoch count atomically after every finite epoch."""
+    """Saves model + optimizer and the epoch count as one unit after every finite epoch.
+
+    The checkpoint goes to a new file first; replacing `state.json` (which names that file and
+    the epoch count) is the one step that commits both; older checkpoints are removed after it.
+    """
 
     def __init__(self, folder: Path, extra_state: dict):
         super().__init__()
@@ -247,12 +277,25 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         logs = logs or {}
         if not _finite(logs):
             return  # never replace the last good checkpoint with a diverged one
-        temporary = self.folder / ".checkpoint.incomplete.keras"
-        self.model.save(temporary)
-        os.replace(temporary, self.folder / "checkpoint.keras")
-        state = {**self.extra_state, "epochs_done": epoch + 1, "last_logs": {k: float(v) for k, v in logs.items()}}
-        (self.folder / ".state.json").write_text(json.dumps(state, indent=2))
-        os.replace(self.folder / ".state.json", self.folder / "state.json")
+        name = f"checkpoint-{epoch + 1:04d}.keras"
+        with atomic_path(self.folder / name) as temporary:
+            self.model.save(temporary)
+        state = {
+            **self.extra_state,
+            "epochs_done": epoch + 1,
+            "checkpoint": name,
+            "last_logs": {k: float(v) for k, v in logs.items()},
+        }
+        write_text_atomic(self.folder / STATE_FILE, json.dumps(state, indent=2))
+        _remove_stale_checkpoints(self.folder)
+
+
+def _remove_stale_checkpoints(folder: Path) -> None:
+    """Deletes the checkpoints of `folder` that its `state.json` does not commit to (older, or never committed)."""
+    keep = committed_checkpoint(folder)
+    for path in [*folder.glob("checkpoint-*.keras"), folder / _LEGACY_CHECKPOINT]:
+        if path.is_file() and path != keep:
+            path.unlink()
 
 
 def _validation_level(fixed, blind):
@@ -356,10 +399,11 @@ def plot_training_log(
         psnr_axis.plot(*zip(*measured), color="tab:red", marker=".", label="val PSNR")
         psnr_axis.set_ylabel("validation Y-PSNR (dB)", color="tab:red")
     figure.tight_layout()
-    temporary = Path(png_path).with_suffix(".incomplete.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    os.replace(temporary, png_path)
+    try:
+        with atomic_path(png_path) as temporary:
+            figure.savefig(temporary, format="png")
+    finally:
+        plt.close(figure)
     return Path(png_path)
 
 
@@ -375,8 +419,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     config = load_config(config)
     data, solver = config["data"], config["solver"]
     out = Path(config["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
 
     if solver["distribution"] == "data_parallel":
         if keras.backend.backend() != "jax":
@@ -387,9 +430,9 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
 
     scale = int(config["model"].get("scale", 2))
     steps = int(data["steps_per_epoch"])
-    checkpoint = out / "checkpoint.keras"
+    checkpoint = committed_checkpoint(out) if resume else None
     initial_epoch = 0
-    resuming = resume and checkpoint.exists()
+    resuming = checkpoint is not None
     # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies;
     # its weights come from the checkpoint, not from init_from.
     model = build_model({**config, "init_from": None} if resuming else config)
@@ -404,9 +447,10 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     history = []
     if resuming:
         _restore(model, checkpoint)
-        state = json.loads((out / "state.json").read_text())
+        state = json.loads((out / STATE_FILE).read_text())
         initial_epoch = state["epochs_done"]
         history = run_history(state)
+        _trim_log(out / "log.csv", initial_epoch)
         print(f"Resuming {checkpoint} after epoch {initial_epoch}")
     segment = _segment(initial_epoch + 1, keras.backend.backend(), solver)
     if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
@@ -447,7 +491,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     )
     if model.stop_training and not _finite_history(model):
         raise TrainingError(
-            f"The loss became NaN; training stopped. The last good checkpoint is {checkpoint}. "
+            f"The loss became NaN; training stopped. The last good checkpoint is {committed_checkpoint(out)}. "
             "Lower solver.learning_rate or set solver.clip_norm, then run again to resume."
         )
     return model
@@ -488,6 +532,16 @@ def _restore(model: DIN, checkpoint: Path) -> None:
 
     for target, source in zip(state(model.optimizer), state(saved.optimizer), strict=True):
         target.assign(source)
+
+
+def _trim_log(csv_path: Path, epochs_done: int) -> None:
+    """Drops the rows of epochs after `epochs_done` (logged, but not committed before a crash) from a run's log."""
+    if not csv_path.is_file():
+        return
+    lines = csv_path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs_done]
+    if kept != lines:
+        write_text_atomic(csv_path, "".join(kept))
 
 
 def _finite_history(model) -> bool:

@@ -105,7 +105,7 @@ def test_train_command_runs_a_config_and_reports_bad_ones(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     result = _cli("train", tmp_path / "config.json")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "run" / "checkpoint.keras").is_file()
+    assert (tmp_path / "run" / "checkpoint-0001.keras").is_file()
     (tmp_path / "bad.json").write_text(json.dumps({"solvr": {}}))
     bad = _cli("train", tmp_path / "bad.json")
     assert bad.returncode == 2 and "Unknown training config key 'solvr'" in bad.stderr

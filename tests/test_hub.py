@@ -19,8 +19,9 @@ import pytest
 from huggingface_hub import ModelCard, constants
 
 import keras_din
-from keras_din import preset_registry
-from keras_din.hub import download_preset, model_card, parse_handle
+from keras_din.preset import registry as preset_registry
+from keras_din.preset.card import model_card
+from keras_din.preset.hub import download_preset, parse_handle
 from keras_din.preset import PresetError
 from keras_din.train import load_config, lr_stretches
 

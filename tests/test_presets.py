@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import keras_din
-from keras_din import preset_registry
-from keras_din.hub import model_card
+from keras_din.preset import registry as preset_registry
+from keras_din.preset.card import model_card
 from keras_din.preset import PresetError, preset_config
-from keras_din.preset_registry import PRESETS, get_preset
+from keras_din.preset.registry import PRESETS, get_preset
 
 from conftest import PAPER_CONFIGS, REPO
 
@@ -24,11 +24,8 @@ NAMES = [f"din_conference_x{s}" for s in (2, 3, 4)] + [f"din_enhanced_x{s}" for 
 
 
 def load_tool(name):
-    """The module of `tools/<name>.py` (the tools folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module `tools.<name>` (pytest puts the checkout's top folder on sys.path)."""
+    return importlib.import_module(f"tools.{name}")
 
 
 PAPER = {name: info for name, info in PRESETS.items() if not info.bundled}

@@ -73,6 +73,54 @@ def test_resume_continues_where_it_stopped(full_run, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+_KILL_BETWEEN_WRITES = """
+import json, os, signal, sys
+import keras_din.train as train_module
+
+commit = train_module.write_text_atomic
+
+def killed_before_committing_epoch_3(path, text):
+    if path.name == "state.json" and json.loads(text)["epochs_done"] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # epoch 3's checkpoint is written, its state is not
+    return commit(path, text)
+
+train_module.write_text_atomic = killed_before_committing_epoch_3
+train_module.train(json.loads(sys.argv[1]), verbose=0)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_a_kill_between_checkpoint_and_state_loses_and_repeats_nothing(full_run, tmp_path):
+    out_full, full_model = full_run
+    config = _config(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", _KILL_BETWEEN_WRITES, json.dumps(config)], cwd=REPO)
+    assert killed.returncode == -9
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert (state["epochs_done"], state["checkpoint"]) == (2, "checkpoint-0002.keras")
+    assert (tmp_path / "checkpoint-0003.keras").is_file()  # written, never committed
+    resumed = train(config, verbose=0)
+    with open(tmp_path / "log.csv", newline="") as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]  # epoch 3 logged once
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 18
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*.keras")) == ["checkpoint-0003.keras"]
+    for a, b in zip(_weights(resumed), _weights(full_model)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_run_saved_before_state_named_its_checkpoint_resumes(tmp_path):
+    first = _config(tmp_path, epochs=1)
+    first["data"]["val"] = None
+    train(first, verbose=0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    os.replace(tmp_path / state.pop("checkpoint"), tmp_path / "checkpoint.keras")  # the old layout
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    second = _config(tmp_path, epochs=2)
+    second["data"]["val"] = None
+    model = train(second, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 12
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*.keras")) == ["checkpoint-0002.keras"]
+
+
 def test_resume_applies_the_configs_schedule_and_precision(tmp_path):
     first = _config(tmp_path, lr_milestones=[], epochs=1)
     first["data"]["val"] = None
@@ -117,7 +165,7 @@ def test_nan_loss_stops_and_keeps_no_bad_checkpoint(tmp_path):
     config = _config(tmp_path, learning_rate=1e30, lr_milestones=[])
     with pytest.raises(TrainingError, match="NaN"):
         train(config, verbose=0)
-    assert not (tmp_path / "checkpoint.keras").exists()
+    assert not list(tmp_path.glob("checkpoint*.keras"))
 
 
 def test_fine_tuning_x4_from_an_x2_body(full_run, tmp_path):

@@ -1,20 +1,19 @@
 """Turns a training run of a bundled preset into its shipped folder, evaluated.
 
-    python tools/package_trained_preset.py din_small_x2 [--datasets Set5,Set14,B100,Urban100]
+    python -m tools.package_trained_preset din_small_x2 [--datasets Set5,Set14,B100,Urban100]
 
-Reads `presets/<name>/train_config.json` and the run's `checkpoint.keras` (its
-`output_dir`), rebuilds the registered architecture with the trained weights (no
+Reads `presets/<name>/train_config.json` and the checkpoint its run's `state.json`
+commits to (in its `output_dir`), rebuilds the registered architecture with the trained weights (no
 optimizer state), evaluates it with `keras_din.evaluate` (super-resolution: Y-PSNR/SSIM,
 BI, border = scale, beside bicubic; same-size restoration: the task's sets and levels,
 beside the degraded input), and writes `keras_din/presets/<name>/` (config, weights,
 metadata with the training record and the results), redraws the run's `curve.png`, then
-regenerates the model card with `tools/make_preset_folders.py`.
+regenerates the model card with `tools.make_preset_folders`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -23,17 +22,11 @@ import keras
 
 from keras_din.evaluate import evaluate, evaluate_restoration, format_restoration_table, format_table
 from keras_din.model import DIN
-from keras_din.preset_registry import get_preset
-from keras_din.train import load_config, lr_stretches, plot_training_log, run_history
+from keras_din.preset.registry import get_preset
+from keras_din.train import committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
+from tools import make_preset_folders
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_preset_folders", REPO / "tools" / "make_preset_folders.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(config["output_dir"])
     run = run if run.is_absolute() else REPO / run
     state = json.loads((run / "state.json").read_text())
-    trained = keras.saving.load_model(run / "checkpoint.keras", compile=False)
+    checkpoint = committed_checkpoint(run)
+    if checkpoint is None:
+        raise SystemExit(f"{run} holds no finished epoch: train first (`keras-din train {config_path}`).")
+    trained = keras.saving.load_model(checkpoint, compile=False)
     model = DIN.from_config(info.architecture_config())
     model.set_weights(trained.get_weights())
 
-    generator = _generator()
-    folder = generator.PACKAGE_PRESETS / info.name
+    folder = make_preset_folders.PACKAGE_PRESETS / info.name
     steps = state["epochs_done"] * config["data"]["steps_per_epoch"]
     training = {
         "command": f"keras-din train presets/{info.name}/train_config.json",
@@ -90,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
         print(format_table(rows))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
-    return generator.main([])
+    return make_preset_folders.main([])
 
 
 def _task(data: dict) -> tuple[str, str] | None:

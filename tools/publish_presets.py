@@ -2,16 +2,16 @@
 
 For each registered preset (or those named with `--only`) whose folder holds
 `model.weights.h5`, checks that the folder is that preset (its config and
-parameter count are the registry's; run `tools/make_preset_folders.py` first) and
+parameter count are the registry's; run `python -m tools.make_preset_folders` first) and
 that the weights match the SHA-256 in its metadata.json, then shows what would be
 uploaded where. With `--upload` it creates each Hub repo and commits the folder
 and its model card (`keras_din.upload_preset`). Presets without weights are
 listed as skipped.
 
 Usage:
-    python tools/publish_presets.py                       # show the plan; nothing is sent
-    python tools/publish_presets.py --upload              # upload (log in first: `hf auth login`)
-    python tools/publish_presets.py --only din_conference_x4 --upload
+    python -m tools.publish_presets                       # show the plan; nothing is sent
+    python -m tools.publish_presets --upload              # upload (log in first: `hf auth login`)
+    python -m tools.publish_presets --only din_conference_x4 --upload
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_din.hub import CARD_FILE, upload_preset
+from keras_din.preset.format import CARD_FILE
+from keras_din.preset.hub import upload_preset
 from keras_din.preset import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PresetError, read_preset_json, verify_weights
-from keras_din.preset_registry import PRESETS, PresetInfo, get_preset
+from keras_din.preset.registry import PRESETS, PresetInfo, get_preset
 
 
 def _check_folder(info: PresetInfo, folder: Path) -> list[str]:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for info in infos:
         folder = args.root / info.name if args.root else info.folder()
         if folder is None or not (folder / CONFIG_FILE).is_file():
-            print(f"skip {info.name}: no preset folder (run tools/make_preset_folders.py)")
+            print(f"skip {info.name}: no preset folder (run python -m tools.make_preset_folders)")
         elif not (folder / WEIGHTS_FILE).is_file():
             print(f"skip {info.name}: no weights yet ({folder} has no {WEIGHTS_FILE})")
         else:

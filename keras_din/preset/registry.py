@@ -1,8 +1,8 @@
 """The registered presets: names, what each one is, and where its files live.
 
 A registered preset is a name (`din_conference_x4`) for one published DIN
-configuration at the papers' size. The registry is the one source the preset
-folders are generated from (`tools/make_preset_folders.py`): each entry gives
+configuration. The registry is the one source the preset
+folders are generated from (`python -m tools.make_preset_folders`): each entry gives
 the description, the constructor arguments, the real parameter count, the
 Hugging Face Hub handle its weights are published under, and whether trained
 weights exist.
@@ -19,12 +19,12 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-from keras_din.preset import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PresetError, read_preset_json
+from keras_din.preset.format import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PresetError, read_preset_json
 
 HUB_NAMESPACE = "keras-din"
 # The preset `keras-din restore` and `ImageRestorer.from_preset()` use when none is named.
 DEFAULT_PRESET = "din_small_x2"
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # keras_din/
 # Where preset folders are looked for, in order: inside the package, then the top level of a source
 # checkout (recognised by its pyproject.toml, so an installed package never reads site-packages/presets).
 PRESET_ROOTS = (_PACKAGE / "presets",) + (

@@ -1,4 +1,4 @@
-"""The Hugging Face Hub: `hf://owner/repo[@revision]` handles, downloading and uploading presets, model cards.
+"""The Hugging Face Hub: `hf://owner/repo[@revision]` handles, downloading and uploading presets.
 
 Downloads go through `huggingface_hub` and its cache (`HF_HUB_CACHE`), so a
 preset downloaded once loads offline (`HF_HUB_OFFLINE=1`) afterwards. Only
@@ -27,7 +27,9 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.file_download import repo_folder_name
 
-from keras_din.preset import (
+from keras_din.preset.card import model_card
+from keras_din.preset.format import (
+    CARD_FILE,
     CONFIG_FILE,
     MAX_TEXT_BYTES,
     METADATA_FILE,
@@ -41,15 +43,7 @@ from keras_din.preset import (
 from keras_din.version import __version__
 
 HF_SCHEME = "hf://"
-CARD_FILE = "README.md"
 _WEIGHTS_PATTERN = "*.weights.h5"
-# The evaluation sets of the papers, as the Hub names them; none of them is used for training here.
-_BENCHMARKS = {
-    "Set5": "eugenesiow/Set5",
-    "Set14": "eugenesiow/Set14",
-    "B100": "eugenesiow/BSD100",
-    "Urban100": "eugenesiow/Urban100",
-}
 
 
 def parse_handle(handle: str) -> tuple[str, str | None]:
@@ -220,176 +214,3 @@ def upload_preset(
     except HfHubHTTPError as error:
         raise PresetError(f"Uploading {str(folder)!r} to {handle} ({api.endpoint}) failed: {error}") from error
     return f"{HF_SCHEME}{repo_id}@{commit.oid}"
-
-
-def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
-    """The Hub model card (`README.md`) of a preset: YAML front matter, use, configuration, results.
-
-    Args:
-        name: the preset's name (the card's title).
-        handle: where the preset is published, `hf://owner/repo`.
-        config: its `config.json`.
-        metadata: its `metadata.json`; `description`, `weights_available` and
-            `results` (rows with `dataset`, `scale`, `psnr`, `ssim`) are used when present.
-
-    Example:
-    >>> card = model_card("din_tiny", "hf://me/din_tiny", {"config": {"version": "conference", "scale": 2}}, {})
-    >>> card.splitlines()[:3]
-    ['---', 'license: apache-2.0', 'library_name: keras']
-    """
-    arguments = config["config"]
-    version, scale = arguments["version"], arguments["scale"]
-    available = metadata.get("weights_available", bool(metadata.get("weights")))
-    results = metadata.get("results") or []
-    restoration = scale == 1
-    tags = ["keras", "keras-din", "din"] + (["image-restoration"] if restoration or version == "enhanced" else [])
-    tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or ([] if restoration else ["super-resolution"])
-    lines = ["---", "license: apache-2.0", "library_name: keras", "pipeline_tag: image-to-image", "tags:"]
-    lines += [f"- {tag}" for tag in tags]
-    if not restoration:
-        lines += ["datasets:"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
-    lines += ["metrics:", "- psnr", "- ssim", "---", "", f"# {name}", ""]
-    lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
-    if available:
-        lines += [f'Trained weights are included; `DIN.from_preset("{handle}")` loads them.', ""]
-    else:
-        lines += [
-            "**Weights: not available yet.** This preset describes the architecture only "
-            '(`metadata.json`: `"weights_available": false`). `DIN.from_preset` builds it with fresh weights '
-            "when given `load_weights=False`; for trained weights, convert a checkpoint trained with the "
-            "authors' code: `keras-din convert CHECKPOINT OUT_DIR`.",
-            "",
-        ]
-    load = f'"{handle}"' if available else f'"{name}", load_weights=False'  # unpublished: the registered name
-    lines += [
-        "## Use",
-        "",
-        "```python",
-        "import numpy as np",
-        "import keras_din  # pip install keras-din; any Keras 3 backend",
-        "",
-        f"model = keras_din.DIN.from_preset({load})",
-        f'out = model(np.random.rand(1, 48, 48, {arguments.get("in_channels", 3)}).astype("float32"))'
-        f"  # images in [0, 1] -> (1, {48 * scale}, {48 * scale}, {arguments.get('out_channels', 3)})",
-        "```",
-        "",
-        "## Configuration",
-        "",
-        "| argument | value |",
-        "|---|---|",
-    ]
-    shown = {key: value for key, value in arguments.items() if key not in ("name", "trainable", "dtype")}
-    lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
-    if "parameter_count" in metadata:
-        lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
-    if restoration:
-        lines += ["", "## Results", ""] + (_restoration_results(results) if results else ["Not measured yet."])
-    else:
-        lines += ["", "## Results", ""] + _sr_results(results or [{"dataset": d, "scale": scale} for d in _BENCHMARKS])
-    if "training" in metadata:
-        training = metadata["training"]
-        lines += [
-            "",
-            f"Trained with `{training['command']}` for {training['epochs_done']} epochs ({training['steps']:,} "
-            f"steps, {training['patches_seen']:,} patches) on {' + '.join(_data_names(training['data']))}"
-            + (f" ({training['degradation']})" if training.get("degradation") else "")
-            + (f", starting from `{training['init_from']}`" if training.get("init_from") else "")
-            + (f", on the {training['backend']} backend" if training.get("backend") else "")
-            + _precision_text(training.get("history", []), training["epochs_done"])
-            + "."
-            + _learning_rate_text(training.get("learning_rates", []), training["epochs_done"])
-            + ("" if restoration else " Urban100 here is the first 15 of its 100 images."),
-        ]
-    lines += [
-        "",
-        "## Citation",
-        "",
-        "Feng Li, Runmin Cong, Huihui Bai, Yifan He. *Deep Interleaved Network for Single Image "
-        "Super-Resolution with Asymmetric Co-Attention.* IJCAI 2020. "
-        "[arXiv 2004.11814](https://arxiv.org/abs/2004.11814) (the conference version).",
-        "",
-        "Feng Li, Runmin Cong, Huihui Bai, Yifan He, Yao Zhao, Ce Zhu. *Learning Deep Interleaved Networks "
-        "with Asymmetric Co-Attention for Image Restoration.* [arXiv 2010.15689](https://arxiv.org/abs/2010.15689) "
-        "(the enhanced version).",
-        "",
-        "The authors' code: <https://github.com/lifengshiwo/DIN>. This port: keras-din (Apache-2.0).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-_TASK_TAGS = {"denoise": "denoising", "jpeg": "jpeg-artifact-removal"}
-
-
-def _data_names(folders: list[str]) -> list[str]:
-    """Training folders named by their data set (`../shared/datasets/T91/HR` -> `T91`), no local paths."""
-    names = []
-    for folder in folders:
-        parts = [part for part in str(folder).replace("\\", "/").split("/") if part not in ("", ".", "..")]
-        parts = parts[:-1] if parts and parts[-1] == "HR" and len(parts) > 1 else parts
-        names.append(parts[-1] if parts else str(folder))
-    return names
-
-
-def _sr_results(results: list[dict]) -> list[str]:
-    bicubic = any("bicubic_psnr" in row for row in results)
-    lines = ["Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
-    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
-    lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
-    for row in results:
-        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
-        ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
-        line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
-        if bicubic:
-            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
-        lines.append(line)
-    return lines
-
-
-def _restoration_results(results: list[dict]) -> list[str]:
-    with_b = any("psnr_b" in row for row in results)
-    lines = [
-        "PSNR on every channel (SSIM averaged over channels), no border; the degraded input beside the output. "
-        "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
-        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else "."),
-        "",
-        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |" + (" input PSNR-B | PSNR-B |" if with_b else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|" if with_b else ""),
-    ]
-    for row in results:
-        line = (
-            f"| {row['dataset']} | {row['task']} | {row['level']} | {row['images']} | {row['input_psnr']:.2f} | "
-            f"{row['psnr']:.2f} | {row['ssim']:.4f} |"
-        )
-        if with_b:
-            line += f" {row['input_psnr_b']:.2f} | {row['psnr_b']:.2f} |"
-        lines.append(line)
-    return lines
-
-
-def _epoch_ranges(segments: list[dict], epochs_done: int, key: str) -> list[tuple[int, int, object]]:
-    """(first, last, segment[key]) for each stretch of a run that starts at its `from_epoch`."""
-    ends = [segment["from_epoch"] - 1 for segment in segments[1:]] + [epochs_done]
-    return [(segment["from_epoch"], end, segment[key]) for segment, end in zip(segments, ends)]
-
-
-def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
-    """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'"""
-    ranges = _epoch_ranges(stretches, epochs_done, "learning_rate")
-    if not ranges:
-        return ""
-    parts = [f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)]
-    return " Adam, learning rate " + ", ".join(parts) + "."
-
-
-def _precision_text(history: list[dict], epochs_done: int) -> str:
-    """", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
-    stretches = [
-        (first, last, precision or "float32")
-        for first, last, precision in _epoch_ranges(history, epochs_done, "mixed_precision")
-    ]
-    if not stretches:
-        return ""
-    if len({precision for _, _, precision in stretches}) == 1:
-        return f", in {stretches[0][2]}"
-    return ", epochs " + " and ".join(f"{first}–{last} in {precision}" for first, last, precision in stretches)

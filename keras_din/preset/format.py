@@ -1,5 +1,4 @@
-"""Presets: folders in KerasHub's layout (`config.json`, `metadata.json`, `model.weights.h5`), and
-`load_preset`, which turns any preset reference into a model.
+"""The preset format: folders in KerasHub's layout (`config.json`, `metadata.json`, `model.weights.h5`).
 
 A preset is a folder a model is rebuilt from: the config is data, the weights sit
 beside it, and `metadata.json` records the SHA-256 (and size) of every weights
@@ -23,21 +22,18 @@ import json
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import keras
 
+from keras_din._io.atomic import staging_folder
 from keras_din.errors import KerasDinError
 from keras_din.version import __version__
-
-if TYPE_CHECKING:
-    from keras_din.preset_registry import PresetInfo
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
+# The model card (Hugging Face's README.md), written by tools/make_preset_folders.py or by upload_preset.
+CARD_FILE = "README.md"
 # The largest weights file read (hashed) at all; a paper-size DIN's is about 80 MB.
 MAX_WEIGHTS_BYTES = 4 << 30
 # The largest config.json / metadata.json / model card read.
@@ -200,8 +196,7 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
         raise PresetError('save_to_preset records the "weights" entry of metadata.json itself; leave it out.')
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".incomplete-") as staging:
-        staging = Path(staging)
+    with staging_folder(folder, "preset") as staging:
         model.save_weights(staging / WEIGHTS_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(preset_config(model), indent=2) + "\n")
         info = {
@@ -304,80 +299,3 @@ def verify_weights(folder: Path, metadata: dict) -> Path:
         if actual != entry["sha256"].lower():
             raise CorruptedFileError(listed, actual, entry["sha256"])
     return path
-
-
-def load_preset_folder(folder: str | os.PathLike, load_weights: bool = True, **overrides):
-    """Builds the model a preset folder describes; `overrides` replace config entries (e.g. `dtype`)."""
-    from keras_din.model import DIN
-
-    folder = Path(folder)
-    config = read_preset_json(folder, CONFIG_FILE)
-    described = isinstance(config, dict) and config.get("class_name") == "DIN"
-    if not described or not isinstance(config.get("config"), dict):
-        raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a keras_din DIN model.")
-    weights = None
-    if load_weights:
-        if preset_file(folder, METADATA_FILE) is None:
-            raise PresetError(
-                f"Preset {str(folder)!r} has no {METADATA_FILE}, so its weights cannot be checked against their "
-                "SHA-256: refused. Re-save the model with `DIN.save_to_preset` (which writes it), or pass "
-                "load_weights=False to build the architecture with fresh weights."
-            )
-        weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
-    model = DIN.from_config({**config["config"], **overrides})
-    if weights is not None:
-        model.load_weights(weights)
-    return model
-
-
-def load_preset(preset: str | os.PathLike, load_weights: bool = True, **overrides):
-    """Resolves `preset` to a model.
-
-    `preset` is one of, in the order they are tried:
-
-    * an `hf://owner/repo` handle, optionally `@revision` (branch, tag or commit):
-      downloaded through `huggingface_hub` into its cache (offline once cached),
-      weights checked against `metadata.json`;
-    * a preset folder (`config.json`, `metadata.json`, `model.weights.h5`);
-    * an authors' checkpoint file (`.pth`, `.safetensors`, ...), converted;
-    * a registered preset name (`keras_din.list_presets()`), loaded from its folder,
-      or from the Hub when its weights are published there.
-
-    Example:
-    >>> import keras_din
-    >>> keras_din.DIN.from_preset("din_small_x2").count_params()  # bundled, trained
-    257735
-    >>> model = keras_din.DIN.from_preset("din_conference_x2", load_weights=False)  # doctest: +SKIP
-    >>> model.count_params()  # doctest: +SKIP
-    19884603
-    """
-    from keras_din.convert import CHECKPOINT_SUFFIXES, convert_official_checkpoint
-    from keras_din.hub import HF_SCHEME, download_preset
-    from keras_din.preset_registry import get_preset
-
-    reference = os.fspath(preset)
-    if reference.startswith(HF_SCHEME):
-        folder = download_preset(reference, include_weights=load_weights)
-        return load_preset_folder(folder, load_weights=load_weights, **overrides)
-    path = Path(reference).expanduser()
-    if path.is_dir():
-        return load_preset_folder(path, load_weights=load_weights, **overrides)
-    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
-        return convert_official_checkpoint(path, **overrides)
-    return _load_registered(get_preset(reference), load_weights, overrides)
-
-
-def _load_registered(info: PresetInfo, load_weights: bool, overrides: dict):
-    """Loads a registered preset: from its folder, else from the Hub where its weights are published."""
-    from keras_din.model import DIN
-    from keras_din.preset_registry import weights_path
-
-    folder = info.folder()
-    if folder is not None and (not load_weights or weights_path(info) is not None):
-        return load_preset_folder(folder, load_weights=load_weights, **overrides)
-    if not load_weights:
-        return DIN.from_config({**info.architecture_config(), **overrides})
-    if info.weights_available:
-        return load_preset(info.hf_handle, **overrides)
-    subject = f'Preset {info.name!r} has no trained weights yet ("weights_available": false)'
-    raise PresetError(missing_weights_message(subject))

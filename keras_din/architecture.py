@@ -1,0 +1,77 @@
+"""What a DIN may be: the two published versions, their scales, and the bounds of every size argument.
+
+`check_architecture` validates constructor arguments by type and bounds in microseconds, before
+anything is built, so a hostile or mistyped config (`"in_channels": 1000000000`,
+`"num_branches": 1000000`) is refused by name instead of exhausting memory or time.
+"""
+
+from __future__ import annotations
+
+# Per version: the published scales and the AsyCA bottleneck ratio of the authors' code.
+VERSIONS = {
+    "conference": {"scales": (2, 3, 4), "attention_ratio": 8},
+    "enhanced": {"scales": (2, 3, 4, 8), "attention_ratio": 4},
+}
+# Scales this implementation builds for either version (1: same-size restoration).
+SUPPORTED_SCALES = (1, 2, 3, 4, 8)
+# The largest value of each size argument: 16× the papers' width (64 features, growth 32),
+# 4× their depth (4 branches of 5 blocks), and channels far beyond any image format's.
+MAX_SIZES = {
+    "num_features": 1024,
+    "growth_rate": 512,
+    "num_branches": 16,
+    "num_blocks": 20,
+    "in_channels": 16,
+    "out_channels": 16,
+}
+
+
+def check_architecture(
+    version: str,
+    scale: int,
+    num_features: int,
+    growth_rate: int,
+    num_branches: int,
+    num_blocks: int,
+    in_channels: int,
+    out_channels: int,
+    attention_ratio: int | None,
+) -> tuple[str, int]:
+    """Validates DIN's size arguments; returns `(version, attention_ratio)` normalised, else a `ValueError`
+    that names the argument, its value and the allowed range.
+
+    Example:
+    >>> check_architecture("Conference", 2, 64, 32, 4, 5, 3, 3, None)
+    ('conference', 8)
+    >>> check_architecture("conference", 2, 64, 32, 4, 5, 1000000000, 3, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: DIN in_channels must be an integer from 1 to 16, got 1000000000.
+    """
+    version = str(version).lower()
+    if version not in VERSIONS:
+        raise ValueError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
+    if type(scale) is not int or scale not in SUPPORTED_SCALES or (scale != 1 and scale not in VERSIONS[version]["scales"]):
+        allowed = (1, *VERSIONS[version]["scales"])
+        raise ValueError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
+    sizes = dict(
+        num_features=num_features,
+        growth_rate=growth_rate,
+        num_branches=num_branches,
+        num_blocks=num_blocks,
+        in_channels=in_channels,
+        out_channels=out_channels,
+    )
+    for name, value in sizes.items():
+        if type(value) is not int or not 1 <= value <= MAX_SIZES[name]:
+            raise ValueError(f"DIN {name} must be an integer from 1 to {MAX_SIZES[name]}, got {value!r}.")
+    if version == "enhanced" and in_channels not in (1, out_channels):
+        raise ValueError(
+            f"DIN enhanced adds the upsampled input to the output, so in_channels must equal "
+            f"out_channels (or be 1), got in_channels={in_channels}, out_channels={out_channels}."
+        )
+    if attention_ratio is None:
+        attention_ratio = VERSIONS[version]["attention_ratio"]
+    if type(attention_ratio) is not int or not 1 <= attention_ratio <= num_features:
+        raise ValueError(f"DIN attention_ratio must be an integer from 1 to num_features ({num_features}), got {attention_ratio!r}.")
+    return version, attention_ratio

@@ -1,0 +1,236 @@
+"""Model cards: the `README.md` of a preset on the Hub, rendered from its config and metadata.
+
+The training paragraph is rendered from a `TrainingRecord`, the typed form of the
+`"training"` entry of `metadata.json` that training writes (see `TrainingRecord`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# The evaluation sets of the papers, as the Hub names them; none of them is used for training here.
+_BENCHMARKS = {
+    "Set5": "eugenesiow/Set5",
+    "Set14": "eugenesiow/Set14",
+    "B100": "eugenesiow/BSD100",
+    "Urban100": "eugenesiow/Urban100",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecord:
+    """How a preset was trained: the `"training"` entry of its `metadata.json`.
+
+    `tools/package_trained_preset.py` writes it from the run's `state.json` (`keras_din.train`);
+    the model card is rendered from it.
+
+    Attributes:
+        command: the command that trained it (`keras-din train presets/x/train_config.json`).
+        epochs_done, steps, patches_seen: how long it trained.
+        data: the training image folders.
+        degradation: what the inputs were degraded with (text), if anything.
+        init_from: the preset it started from, if any.
+        backend: the Keras backend it trained on.
+        history: from which epoch on it ran in which precision (`keras_din.train.run_history`).
+        learning_rates: the learning rate per stretch of epochs (`keras_din.train.lr_stretches`).
+
+    Example:
+    >>> record = TrainingRecord.from_metadata({"command": "keras-din train c.json", "epochs_done": 2,
+    ...     "steps": 500, "patches_seen": 8000, "data": ["../shared/datasets/T91/HR"]})
+    >>> record.data_names()
+    ['T91']
+    """
+
+    command: str
+    epochs_done: int
+    steps: int
+    patches_seen: int
+    data: tuple[str, ...]
+    degradation: str | None = None
+    init_from: str | None = None
+    backend: str | None = None
+    history: tuple[dict, ...] = ()
+    learning_rates: tuple[dict, ...] = ()
+
+    @classmethod
+    def from_metadata(cls, entry: dict) -> "TrainingRecord":
+        """The record of a `metadata.json` `"training"` entry (unknown keys are ignored)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in entry.items() if key in known}
+        for key in ("data", "history", "learning_rates"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
+
+    def data_names(self) -> list[str]:
+        """Training folders named by their data set (`../shared/datasets/T91/HR` -> `T91`), no local paths."""
+        names = []
+        for folder in self.data:
+            parts = [part for part in str(folder).replace("\\", "/").split("/") if part not in ("", ".", "..")]
+            parts = parts[:-1] if parts and parts[-1] == "HR" and len(parts) > 1 else parts
+            names.append(parts[-1] if parts else str(folder))
+        return names
+
+    def sentence(self) -> str:
+        """The card's training paragraph (without the SR-only note on Urban100)."""
+        return (
+            f"Trained with `{self.command}` for {self.epochs_done} epochs ({self.steps:,} "
+            f"steps, {self.patches_seen:,} patches) on {' + '.join(self.data_names())}"
+            + (f" ({self.degradation})" if self.degradation else "")
+            + (f", starting from `{self.init_from}`" if self.init_from else "")
+            + (f", on the {self.backend} backend" if self.backend else "")
+            + _precision_text(list(self.history), self.epochs_done)
+            + "."
+            + _learning_rate_text(list(self.learning_rates), self.epochs_done)
+        )
+
+
+def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
+    """The Hub model card (`README.md`) of a preset: YAML front matter, use, configuration, results.
+
+    Args:
+        name: the preset's name (the card's title).
+        handle: where the preset is published, `hf://owner/repo`.
+        config: its `config.json`.
+        metadata: its `metadata.json`; `description`, `weights_available` and
+            `results` (rows with `dataset`, `scale`, `psnr`, `ssim`) are used when present.
+
+    Example:
+    >>> card = model_card("din_tiny", "hf://me/din_tiny", {"config": {"version": "conference", "scale": 2}}, {})
+    >>> card.splitlines()[:3]
+    ['---', 'license: apache-2.0', 'library_name: keras']
+    """
+    arguments = config["config"]
+    version, scale = arguments["version"], arguments["scale"]
+    available = metadata.get("weights_available", bool(metadata.get("weights")))
+    results = metadata.get("results") or []
+    restoration = scale == 1
+    tags = ["keras", "keras-din", "din"] + (["image-restoration"] if restoration or version == "enhanced" else [])
+    tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or ([] if restoration else ["super-resolution"])
+    lines = ["---", "license: apache-2.0", "library_name: keras", "pipeline_tag: image-to-image", "tags:"]
+    lines += [f"- {tag}" for tag in tags]
+    if not restoration:
+        lines += ["datasets:"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
+    lines += ["metrics:", "- psnr", "- ssim", "---", "", f"# {name}", ""]
+    lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
+    if available:
+        lines += [f'Trained weights are included; `DIN.from_preset("{handle}")` loads them.', ""]
+    else:
+        lines += [
+            "**Weights: not available yet.** This preset describes the architecture only "
+            '(`metadata.json`: `"weights_available": false`). `DIN.from_preset` builds it with fresh weights '
+            "when given `load_weights=False`; for trained weights, convert a checkpoint trained with the "
+            "authors' code: `keras-din convert CHECKPOINT OUT_DIR`.",
+            "",
+        ]
+    load = f'"{handle}"' if available else f'"{name}", load_weights=False'  # unpublished: the registered name
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "import numpy as np",
+        "import keras_din  # pip install keras-din; any Keras 3 backend",
+        "",
+        f"model = keras_din.DIN.from_preset({load})",
+        f'out = model(np.random.rand(1, 48, 48, {arguments.get("in_channels", 3)}).astype("float32"))'
+        f"  # images in [0, 1] -> (1, {48 * scale}, {48 * scale}, {arguments.get('out_channels', 3)})",
+        "```",
+        "",
+        "## Configuration",
+        "",
+        "| argument | value |",
+        "|---|---|",
+    ]
+    shown = {key: value for key, value in arguments.items() if key not in ("name", "trainable", "dtype")}
+    lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
+    if "parameter_count" in metadata:
+        lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
+    if restoration:
+        lines += ["", "## Results", ""] + (_restoration_results(results) if results else ["Not measured yet."])
+    else:
+        lines += ["", "## Results", ""] + _sr_results(results or [{"dataset": d, "scale": scale} for d in _BENCHMARKS])
+    if "training" in metadata:
+        record = TrainingRecord.from_metadata(metadata["training"])
+        lines += ["", record.sentence() + ("" if restoration else " Urban100 here is the first 15 of its 100 images.")]
+    lines += [
+        "",
+        "## Citation",
+        "",
+        "Feng Li, Runmin Cong, Huihui Bai, Yifan He. *Deep Interleaved Network for Single Image "
+        "Super-Resolution with Asymmetric Co-Attention.* IJCAI 2020. "
+        "[arXiv 2004.11814](https://arxiv.org/abs/2004.11814) (the conference version).",
+        "",
+        "Feng Li, Runmin Cong, Huihui Bai, Yifan He, Yao Zhao, Ce Zhu. *Learning Deep Interleaved Networks "
+        "with Asymmetric Co-Attention for Image Restoration.* [arXiv 2010.15689](https://arxiv.org/abs/2010.15689) "
+        "(the enhanced version).",
+        "",
+        "The authors' code: <https://github.com/lifengshiwo/DIN>. This port: keras-din (Apache-2.0).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_TASK_TAGS = {"denoise": "denoising", "jpeg": "jpeg-artifact-removal"}
+
+
+def _sr_results(results: list[dict]) -> list[str]:
+    bicubic = any("bicubic_psnr" in row for row in results)
+    lines = ["Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
+    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
+    lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
+    for row in results:
+        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
+        ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
+        line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
+        if bicubic:
+            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
+        lines.append(line)
+    return lines
+
+
+def _restoration_results(results: list[dict]) -> list[str]:
+    with_b = any("psnr_b" in row for row in results)
+    lines = [
+        "PSNR on every channel (SSIM averaged over channels), no border; the degraded input beside the output. "
+        "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
+        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else "."),
+        "",
+        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |" + (" input PSNR-B | PSNR-B |" if with_b else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if with_b else ""),
+    ]
+    for row in results:
+        line = (
+            f"| {row['dataset']} | {row['task']} | {row['level']} | {row['images']} | {row['input_psnr']:.2f} | "
+            f"{row['psnr']:.2f} | {row['ssim']:.4f} |"
+        )
+        if with_b:
+            line += f" {row['input_psnr_b']:.2f} | {row['psnr_b']:.2f} |"
+        lines.append(line)
+    return lines
+
+
+def _epoch_ranges(segments: list[dict], epochs_done: int, key: str) -> list[tuple[int, int, object]]:
+    """(first, last, segment[key]) for each stretch of a run that starts at its `from_epoch`."""
+    ends = [segment["from_epoch"] - 1 for segment in segments[1:]] + [epochs_done]
+    return [(segment["from_epoch"], end, segment[key]) for segment, end in zip(segments, ends)]
+
+
+def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
+    """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'"""
+    ranges = _epoch_ranges(stretches, epochs_done, "learning_rate")
+    if not ranges:
+        return ""
+    parts = [f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)]
+    return " Adam, learning rate " + ", ".join(parts) + "."
+
+
+def _precision_text(history: list[dict], epochs_done: int) -> str:
+    """", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
+    stretches = [
+        (first, last, precision or "float32")
+        for first, last, precision in _epoch_ranges(history, epochs_done, "mixed_precision")
+    ]
+    if not stretches:
+        return ""
+    if len({precision for _, _, precision in stretches}) == 1:
+        return f", in {stretches[0][2]}"
+    return ", epochs " + " and ".join(f"{first}–{last} in {precision}" for first, last, precision in stretches)

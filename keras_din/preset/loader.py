@@ -1,0 +1,91 @@
+"""`load_preset`: one entry point that turns any preset reference into a model of a given class.
+
+The loader dispatches on the reference (an `hf://` handle, a preset folder, an authors'
+checkpoint file, a registered name) to the preset subpackage's format, Hub transport,
+checkpoint reader and registry. Like KerasHub's `preset_utils`, it never imports a model
+class: the caller passes its class (`DIN.from_preset` passes `DIN`), so the model layer
+imports the preset layer and never the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from keras_din.preset.checkpoint import CHECKPOINT_SUFFIXES, model_from_checkpoint
+from keras_din.preset.format import (
+    CONFIG_FILE,
+    METADATA_FILE,
+    PresetError,
+    missing_weights_message,
+    preset_file,
+    read_preset_json,
+    verify_weights,
+)
+from keras_din.preset.hub import HF_SCHEME, download_preset
+from keras_din.preset.registry import PresetInfo, get_preset, weights_path
+
+
+def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True, **overrides):
+    """Builds the `cls` model a preset folder describes; `overrides` replace config entries (e.g. `dtype`)."""
+    folder = Path(folder)
+    config = read_preset_json(folder, CONFIG_FILE)
+    described = isinstance(config, dict) and config.get("class_name") == cls.__name__
+    if not described or not isinstance(config.get("config"), dict):
+        raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a keras_din {cls.__name__} model.")
+    weights = None
+    if load_weights:
+        if preset_file(folder, METADATA_FILE) is None:
+            raise PresetError(
+                f"Preset {str(folder)!r} has no {METADATA_FILE}, so its weights cannot be checked against their "
+                "SHA-256: refused. Re-save the model with `DIN.save_to_preset` (which writes it), or pass "
+                "load_weights=False to build the architecture with fresh weights."
+            )
+        weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
+    model = cls.from_config({**config["config"], **overrides})
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **overrides):
+    """Resolves `preset` to a `cls` model (`DIN.from_preset` calls this with `cls=DIN`).
+
+    `preset` is one of, in the order they are tried:
+
+    * an `hf://owner/repo` handle, optionally `@revision` (branch, tag or commit):
+      downloaded through `huggingface_hub` into its cache (offline once cached),
+      weights checked against `metadata.json`;
+    * a preset folder (`config.json`, `metadata.json`, `model.weights.h5`);
+    * an authors' checkpoint file (`.pth`, `.safetensors`, ...), converted;
+    * a registered preset name (`keras_din.list_presets()`), loaded from its folder,
+      or from the Hub when its weights are published there.
+
+    Example:
+    >>> import keras_din
+    >>> load_preset(keras_din.DIN, "din_small_x2").count_params()  # bundled, trained
+    257735
+    """
+    reference = os.fspath(preset)
+    if reference.startswith(HF_SCHEME):
+        folder = download_preset(reference, include_weights=load_weights)
+        return load_preset_folder(cls, folder, load_weights=load_weights, **overrides)
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return load_preset_folder(cls, path, load_weights=load_weights, **overrides)
+    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
+        return model_from_checkpoint(cls, path, **overrides)
+    return _load_registered(cls, get_preset(reference), load_weights, overrides)
+
+
+def _load_registered(cls, info: PresetInfo, load_weights: bool, overrides: dict):
+    """Loads a registered preset: from its folder, else from the Hub where its weights are published."""
+    folder = info.folder()
+    if folder is not None and (not load_weights or weights_path(info) is not None):
+        return load_preset_folder(cls, folder, load_weights=load_weights, **overrides)
+    if not load_weights:
+        return cls.from_config({**info.architecture_config(), **overrides})
+    if info.weights_available:
+        return load_preset(cls, info.hf_handle, **overrides)
+    subject = f'Preset {info.name!r} has no trained weights yet ("weights_available": false)'
+    raise PresetError(missing_weights_message(subject))
