@@ -12,8 +12,10 @@ VERSIONS = {
     "conference": {"scales": (2, 3, 4), "attention_ratio": 8},
     "enhanced": {"scales": (2, 3, 4, 8), "attention_ratio": 4},
 }
-# Scales this implementation builds for either version (1: same-size restoration).
-SUPPORTED_SCALES = (1, 2, 3, 4, 8)
+# Scales this implementation builds for either version (1: same-size restoration), and the
+# pixel-shuffle factors of each scale's upsampler (one convolution per factor, then the output one).
+SHUFFLE_FACTORS = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+SUPPORTED_SCALES = tuple(SHUFFLE_FACTORS)
 # The largest value of each size argument: 16× the papers' width (64 features, growth 32),
 # 4× their depth (4 branches of 5 blocks), and channels far beyond any image format's.
 MAX_SIZES = {
@@ -24,6 +26,20 @@ MAX_SIZES = {
     "in_channels": 16,
     "out_channels": 16,
 }
+# The constructor arguments that decide the network's weights (DIN's other ones: name, dtype, layout).
+ARCHITECTURE_ARGUMENTS = (
+    "version",
+    "scale",
+    "num_features",
+    "growth_rate",
+    "num_branches",
+    "num_blocks",
+    "in_channels",
+    "out_channels",
+    "attention_ratio",
+)
+# The largest network built at all: ten times the papers' (about 20 million parameters).
+MAX_PARAMETERS = 200_000_000
 
 
 def check_architecture(
@@ -74,4 +90,41 @@ def check_architecture(
         attention_ratio = VERSIONS[version]["attention_ratio"]
     if type(attention_ratio) is not int or not 1 <= attention_ratio <= num_features:
         raise ValueError(f"DIN attention_ratio must be an integer from 1 to num_features ({num_features}), got {attention_ratio!r}.")
+    count = parameter_count(version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"This DIN would have {count:,} parameters, more than the {MAX_PARAMETERS:,} keras-din builds "
+            f"(the papers' network has about 20 million): lower num_features, growth_rate, num_branches or num_blocks."
+        )
     return version, attention_ratio
+
+
+def _conv(kernel: int, inputs: int, outputs: int) -> int:
+    return kernel * kernel * inputs * outputs + outputs
+
+
+def parameter_count(
+    version: str,
+    scale: int,
+    num_features: int,
+    growth_rate: int,
+    num_branches: int,
+    num_blocks: int,
+    in_channels: int,
+    out_channels: int,
+    attention_ratio: int,
+) -> int:
+    """The number of weights of a DIN, counted from its arguments without building it.
+
+    Example:
+    >>> parameter_count("conference", 4, 64, 32, 4, 5, 3, 3, 8)  # the paper's x4
+    20032315
+    """
+    nf, g = num_features, growth_rate
+    rdb = sum(_conv(3, nf + c * g, g) for c in range(5)) + _conv(3, nf + 5 * g, nf)
+    wrdb = _conv(3, nf, nf) + 3 * rdb + 6 * 2 * nf  # head, three RDBs, six depth-wise 1x1 skips
+    asyca = _conv(1, 2 * nf, nf) + _conv(1, nf, nf // attention_ratio) + _conv(1, nf // attention_ratio, 2 * nf)
+    body = num_branches * num_blocks * wrdb + (num_branches - 1) * num_blocks * asyca
+    fusion = _conv(1, num_branches * nf, nf) + (_conv(1, num_blocks * nf, nf) if version == "enhanced" else 0)
+    upsampler = sum(_conv(3, nf, nf * r * r) for r in SHUFFLE_FACTORS[scale]) + _conv(3, nf, out_channels)
+    return _conv(3, in_channels, nf) + body + fusion + upsampler

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_din.architecture import check_architecture
+from keras_din.architecture import ARCHITECTURE_ARGUMENTS, check_architecture
 from keras_din.layers import WRDB, BilinearUpsample, InterleavedBlock, Upsampler
 from keras_din.layers._data_format import channel_axis, standardize_data_format
 from keras_din.preset.format import save_to_preset
 from keras_din.preset.loader import load_preset
+
+# What `DIN.get_config()` holds: the architecture, the layout, and Keras' own entries.
+_CONFIG_KEYS = {*ARCHITECTURE_ARGUMENTS, "data_format", "name", "trainable", "dtype"}
 
 
 def _compute_data_format(data_format: str) -> str:
@@ -202,6 +205,11 @@ class DIN(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> "DIN":
+        unknown = sorted(set(config) - _CONFIG_KEYS)
+        if unknown:
+            raise ValueError(
+                f"Unknown DIN config key(s) {', '.join(map(repr, unknown))}: a DIN config has {', '.join(sorted(_CONFIG_KEYS))}."
+            )
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])

@@ -2,12 +2,12 @@
 
 import keras
 
+from keras_din.architecture import SHUFFLE_FACTORS
 from keras_din.layers._data_format import channel_axis, standardize_data_format
 from keras_din.layers._inline import conv2d
 from keras_din.layers.pixel_shuffle import pixel_shuffle
 
 # Pixel-shuffle factors per scale, as in the authors' `UPNet`; scale 1 is plain reconstruction.
-SHUFFLE_FACTORS = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
 @keras.saving.register_keras_serializable(package="keras_din")

@@ -17,9 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_din.architecture import VERSIONS, check_architecture
+from keras_din.architecture import SHUFFLE_FACTORS, VERSIONS, check_architecture
 from keras_din.errors import KerasDinError
-from keras_din.layers.upsampler import SHUFFLE_FACTORS
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt", ".bin", ".safetensors")
 _DATA_PARALLEL_PREFIX = "module."

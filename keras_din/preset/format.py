@@ -299,3 +299,25 @@ def verify_weights(folder: Path, metadata: dict) -> Path:
         if actual != entry["sha256"].lower():
             raise CorruptedFileError(listed, actual, entry["sha256"])
     return path
+
+
+def weights_parameter_count(path: Path) -> int:
+    """The number of weights stored in a Keras `.weights.h5` file, read from its tensor shapes (no tensor is read).
+
+    Raises `PresetError` naming the file when it is not a readable HDF5 weights file.
+    """
+    import h5py  # Keras' own dependency for .weights.h5
+
+    total = 0
+
+    def count(_, item):
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(item.size)
+
+    try:
+        with h5py.File(path, "r") as weights:
+            weights.visititems(count)
+    except (OSError, ValueError) as error:
+        raise PresetError(f"{str(path)!r} is not a readable Keras weights file (HDF5): {error}. {_RESAVE}") from error
+    return total

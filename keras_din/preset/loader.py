@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from keras_din.architecture import ARCHITECTURE_ARGUMENTS, check_architecture, parameter_count
 from keras_din.preset.checkpoint import CHECKPOINT_SUFFIXES, model_from_checkpoint
 from keras_din.preset.format import (
     CONFIG_FILE,
@@ -21,6 +22,7 @@ from keras_din.preset.format import (
     preset_file,
     read_preset_json,
     verify_weights,
+    weights_parameter_count,
 )
 from keras_din.preset.hub import HF_SCHEME, download_preset
 from keras_din.preset.registry import PresetInfo, get_preset, weights_path
@@ -33,6 +35,7 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
     described = isinstance(config, dict) and config.get("class_name") == cls.__name__
     if not described or not isinstance(config.get("config"), dict):
         raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a keras_din {cls.__name__} model.")
+    expected = _expected_parameters(folder, config["config"])
     weights = None
     if load_weights:
         if preset_file(folder, METADATA_FILE) is None:
@@ -42,10 +45,39 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
                 "load_weights=False to build the architecture with fresh weights."
             )
         weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
-    model = cls.from_config({**config["config"], **overrides})
+        stored = weights_parameter_count(weights)
+        if expected is not None and stored != expected:
+            raise PresetError(
+                f"{str(weights)!r} holds {stored:,} weights, but the network {str(folder / CONFIG_FILE)!r} describes "
+                f"has {expected:,}: the config and the weights do not belong together, nothing was built. "
+                "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
+            )
+    try:
+        model = cls.from_config({**config["config"], **overrides})
+    except (TypeError, ValueError) as error:
+        raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}") from None
     if weights is not None:
-        model.load_weights(weights)
+        try:
+            model.load_weights(weights)
+        except ValueError as error:
+            raise PresetError(f"{str(weights)!r} does not fit the network of its config.json: {error}") from None
     return model
+
+
+def _expected_parameters(folder: Path, arguments: dict) -> int | None:
+    """The parameter count of the network a config describes, its sizes first checked against DIN's bounds.
+
+    Microseconds, before anything is built; a `PresetError` names the config and the size at fault.
+    `None` for a hand-written config that leaves sizes to DIN's defaults (its constructor checks them).
+    """
+    known = {key: arguments[key] for key in ARCHITECTURE_ARGUMENTS if key in arguments}
+    if not set(ARCHITECTURE_ARGUMENTS) - {"attention_ratio"} <= set(known):
+        return None
+    try:
+        version, ratio = check_architecture(**{"attention_ratio": None, **known})
+    except (TypeError, ValueError) as error:
+        raise PresetError(f"{str(folder / CONFIG_FILE)!r}: {error}") from None
+    return parameter_count(**{**known, "version": version, "attention_ratio": ratio})
 
 
 def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **overrides):

@@ -1,0 +1,113 @@
+"""Hostile and careless sizes: a config or checkpoint that asks for an absurd network, or one its weights
+do not fit, is refused by name in milliseconds, before any layer is built, on every backend."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import keras_din
+from keras_din.architecture import MAX_PARAMETERS, MAX_SIZES, check_architecture, parameter_count
+from keras_din.convert import CheckpointError, convert_official_checkpoint, official_state_dict
+from keras_din.preset import PresetError, sha256_of
+
+from test_presets import tiny_din
+
+SIZES = ("num_features", "growth_rate", "num_branches", "num_blocks", "in_channels", "out_channels")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(version="conference", scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1),
+        dict(version="conference", scale=3, num_features=12, growth_rate=4, num_branches=1, num_blocks=2, in_channels=1, out_channels=1),
+        dict(version="enhanced", scale=4, num_features=8, growth_rate=3, num_branches=3, num_blocks=2, attention_ratio=2),
+        dict(version="enhanced", scale=8, num_features=4, growth_rate=2, num_branches=2, num_blocks=3),
+        dict(version="enhanced", scale=1, num_features=16, growth_rate=8, num_branches=2, num_blocks=2),
+    ],
+)
+def test_the_parameter_count_from_the_arguments_is_what_keras_builds(config):
+    model = keras_din.DIN(**config)
+    arguments = {"in_channels": 3, "out_channels": 3, "attention_ratio": model.attention_ratio, **config}
+    assert parameter_count(**arguments) == model.count_params()
+
+
+def _preset(tmp_path, **changes):
+    """A real saved tiny preset whose config.json says `changes` (the weights stay the tiny network's)."""
+    folder = tiny_din(3).save_to_preset(tmp_path / "preset")
+    config = json.loads((folder / "config.json").read_text())
+    config["config"].update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _refused_quickly(call, error, match):
+    start = time.perf_counter()
+    with pytest.raises(error, match=match):
+        call()
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("value", [0, 1_000_000_000, "8", 8.0, True])
+def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path, size, value):
+    folder = _preset(tmp_path, **{size: value})
+    for load_weights in (True, False):
+        seconds = _refused_quickly(
+            lambda: keras_din.DIN.from_preset(folder, load_weights=load_weights), PresetError, f"{size} must be an integer"
+        )
+        assert seconds < 0.5  # building even a small DIN takes longer than this on every backend
+
+
+def test_a_network_past_the_parameter_cap_is_refused_though_each_size_is_in_bounds(tmp_path):
+    big = {size: MAX_SIZES[size] for size in ("num_features", "growth_rate", "num_branches", "num_blocks")}
+    folder = _preset(tmp_path, **big)
+    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(folder, load_weights=False), PresetError, "parameters, more than")
+    assert seconds < 0.5
+    with pytest.raises(ValueError, match=f"more than the {MAX_PARAMETERS:,}"):
+        keras_din.DIN(version="conference", scale=2, **big)
+
+
+def test_a_config_that_its_weights_do_not_fit_is_refused_before_building(tmp_path):
+    folder = _preset(tmp_path, num_features=64, growth_rate=32, num_branches=4, num_blocks=5)  # the paper's size
+    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(folder), PresetError, "do not belong together")
+    assert seconds < 0.5
+
+
+def test_a_weights_file_that_is_not_hdf5_is_a_preset_error(tmp_path):
+    folder = _preset(tmp_path)
+    weights = folder / "model.weights.h5"
+    weights.write_bytes(b"not an HDF5 file" * 100)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["weights"]["model.weights.h5"] = {"sha256": sha256_of(weights), "size": weights.stat().st_size}
+    (folder / "metadata.json").write_text(json.dumps(metadata))  # a hostile preset hashes its own junk
+    with pytest.raises(PresetError, match="not a readable Keras weights file"):
+        keras_din.DIN.from_preset(folder)
+
+
+def test_an_unknown_config_key_is_a_preset_error_naming_the_config(tmp_path):
+    folder = _preset(tmp_path, num_feature=64)
+    with pytest.raises(PresetError, match="config.json.*does not describe a buildable DIN"):
+        keras_din.DIN.from_preset(folder, load_weights=False)
+
+
+def test_a_checkpoint_claiming_a_huge_network_is_refused_before_building(tmp_path):
+    from safetensors.numpy import save_file
+
+    small = keras_din.DIN(version="enhanced", scale=1, num_features=8, growth_rate=2, num_branches=1, num_blocks=1)
+    state = official_state_dict(small)
+    state["feat_conv.weight"] = np.zeros((100_000, 3, 3, 3), np.float32)  # claims 100,000 features
+    path = tmp_path / "huge.safetensors"
+    save_file(state, str(path))
+    seconds = _refused_quickly(
+        lambda: convert_official_checkpoint(path), CheckpointError, "num_features must be an integer from 1 to 1024"
+    )
+    assert seconds < 2
+
+
+def test_check_architecture_names_the_argument_and_range():
+    with pytest.raises(ValueError, match="num_branches must be an integer from 1 to 16, got 1000000"):
+        check_architecture("conference", 2, 64, 32, 1_000_000, 5, 3, 3, None)
+    with pytest.raises(ValueError, match="attention_ratio must be an integer from 1 to num_features"):
+        check_architecture("enhanced", 2, 8, 4, 2, 2, 3, 3, 64)
