@@ -28,7 +28,7 @@ COMPILE_FLAGS = {
 
 
 def build_model(spec: Spec):
-    """The paper-size `keras_din.DIN` of `spec`, compiled for `spec.mode` (Adam 1e-4, L1 loss).
+    """The `keras_din.DIN` of `spec.config`, compiled for `spec.mode` (Adam 1e-4, L1 loss).
 
     Its weights are Keras' fresh initialisation, deliberately unseeded: timing does
     not depend on them, and `keras.utils.set_random_seed` would import TensorFlow

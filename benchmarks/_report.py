@@ -102,7 +102,7 @@ def _markdown(machine: dict, settings: dict, summary: dict) -> str:
         f"{settings['repeats']} timed inference calls, {settings['train_repeats']} timed training steps; "
         f"{settings['duration_s'] / 60:.1f} min in all",
         "",
-        "Reference matrix multiply (float32, 2048×2048, same threads): "
+        f"Reference matrix multiply (float32, {settings['matmul_size']}×{settings['matmul_size']}, same threads): "
         + (", ".join(f"{lib} {rate:,.1f} GFLOP/s" for lib, rate in matmul.items()) or "not measured"),
         "",
     ]

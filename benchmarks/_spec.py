@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_din.architecture import VERSIONS
+
 BACKENDS = ("tensorflow", "jax", "torch")
 DATA_FORMATS = ("channels_last", "channels_first")
 # eager: op by op; graph: tf.function without XLA (TensorFlow only);
@@ -29,18 +31,39 @@ MATMUL_LIBRARIES = ("numpy", "torch")
 
 # The papers' width: the authors' option files use these for every scale and both versions.
 PAPER_WIDTH = {"num_features": 64, "growth_rate": 32, "in_channels": 3, "out_channels": 3}
-# The published scales of each version (keras_din.model.VERSIONS; not imported here, so that the
-# orchestrator never loads Keras).
-PAPER_SCALES = {"conference": (2, 3, 4), "enhanced": (2, 3, 4, 8)}
+# The published scales of each version (keras_din.architecture imports no Keras: the orchestrator
+# never loads a backend).
+PAPER_SCALES = {version: info["scales"] for version, info in VERSIONS.items()}
 _CONFIG_NAME = re.compile(r"^(conference|enhanced)_x(\d+)$")
+# `--quick`'s network: not a paper configuration (2 branches of 1 block, 8 features), so it builds and runs
+# in a second on any backend and checks the harness, not the speed; the authors' code has no such network.
+SMOKE_CONFIG = "smoke_x2"
+_SMOKE_ARGUMENTS = {
+    "version": "conference",
+    "scale": 2,
+    "num_features": 8,
+    "growth_rate": 4,
+    "num_branches": 2,
+    "num_blocks": 1,
+    "in_channels": 3,
+    "out_channels": 3,
+}
+
+
+def is_paper_config(name: str) -> bool:
+    """Whether `name` is a published network, which the authors' code can build too."""
+    return name != SMOKE_CONFIG
 
 
 def parse_config(name: str) -> dict:
-    """`"conference_x4"` -> the `keras_din.DIN` arguments of that paper-size network."""
+    """`"conference_x4"` -> the `keras_din.DIN` arguments of that paper-size network (or of `SMOKE_CONFIG`)."""
+    if name == SMOKE_CONFIG:
+        return dict(_SMOKE_ARGUMENTS)
     match = _CONFIG_NAME.match(name)
     if not match:
         raise ValueError(
-            f"Configuration {name!r} is not of the form '<conference|enhanced>_x<scale>', e.g. 'conference_x4'."
+            f"Configuration {name!r} is not of the form '<conference|enhanced>_x<scale>', e.g. 'conference_x4' "
+            f"(or {SMOKE_CONFIG!r}, a tiny network for smoke runs)."
         )
     version, scale = match.group(1), int(match.group(2))
     if scale not in PAPER_SCALES[version]:
@@ -108,6 +131,8 @@ class Spec:
             )
         if self.kind in ("official", "parity") and not self.official_repo:
             raise ValueError(f"A {self.kind!r} measurement needs official_repo (a checkout of the authors' code).")
+        if self.kind in ("official", "parity") and not is_paper_config(self.config):
+            raise ValueError(f"The authors' code has no {self.config!r} network to measure.")
         if self.warmup < 1 or self.repeats < 1:
             raise ValueError(f"Spec needs warmup >= 1 and repeats >= 1, got {self.warmup} and {self.repeats}.")
         parse_config(self.config)

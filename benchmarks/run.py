@@ -8,6 +8,8 @@ authors' network; a reference matmul) runs in its own fresh subprocess
 (`_measure.py`), one after the other, pinned to the same CPUs. Results go to
 `OUT/results.json`, `OUT/results.md` and `OUT/results.png`; see
 benchmarks/README.md for the method and the meaning of every column.
+`--quick` is a smoke run of the same machinery (a tiny network, one backend,
+eager only: three measurements, seconds each), not a speed measurement.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from _spec import (
     MATMUL_LIBRARIES,
     MODES,
     PRECISIONS,
+    SMOKE_CONFIG,
     TASKS,
     Spec,
+    is_paper_config,
     parse_config,
     parse_size,
 )
@@ -48,8 +52,12 @@ QUICK_OUT = Path(tempfile.gettempdir()) / "keras-din-benchmarks-quick"
 # `train_batch` of `train_size`² patches, float32, in every `train_data_formats`, in the mode
 # `model.fit` uses by default on a CPU (`train_modes` None: KERAS_CPU_TRAIN_MODES). `warmup`
 # calls (the first one, which compiles, is timed apart), then `repeats` / `train_repeats` timed calls.
-# --quick only checks that everything runs: tiny inputs, float32, training in one data format.
+# The reference: a float32 `matmul_size`² matrix product in each of `matmul_libraries`.
 FULL = {
+    "configs": ["conference_x4"],
+    "backends": list(BACKENDS),
+    "data_formats": list(DATA_FORMATS),
+    "modes": list(MODES),
     "size": "64x64",
     "precisions": list(PRECISIONS),
     "train_batch": 4,
@@ -59,20 +67,37 @@ FULL = {
     "repeats": 3,
     "train_repeats": 2,
     "compile_timeout": 120.0,
+    "matmul_libraries": list(MATMUL_LIBRARIES),
+    "matmul_size": 2048,
 }
+# --quick checks that the harness runs end to end, in seconds: the tiny SMOKE_CONFIG network on the
+# backend KERAS_BACKEND names (Keras' default, tensorflow, when unset), eager, one inference and one
+# training measurement, and a small numpy matmul. Its timings say nothing about DIN's speed.
 QUICK = {
+    "configs": [SMOKE_CONFIG],  # backends: [_keras_backend()], set in parse_args
+    "data_formats": ["channels_last"],
+    "modes": ["eager"],
     "size": "16x16",
     "precisions": ["float32"],
-    "train_batch": 2,
+    "train_batch": 1,
     "train_size": 16,
     "train_data_formats": ["channels_last"],
+    "train_modes": ["eager"],
     "warmup": 1,
     "repeats": 2,
     "train_repeats": 2,
     "compile_timeout": 60.0,
+    "matmul_libraries": ["numpy"],
+    "matmul_size": 256,
 }
 # Keras' `jit_compile="auto"` on a CPU: tf.function without XLA, jax.jit, torch eager.
 KERAS_CPU_TRAIN_MODES = {"tensorflow": ["graph"], "jax": ["compiled"], "torch": ["eager"]}
+
+
+def _keras_backend() -> str:
+    """The backend this environment selects for Keras (`KERAS_BACKEND`), if the harness knows it; else tensorflow."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return backend if backend in BACKENDS else "tensorflow"
 
 
 def _choices(allowed: tuple[str, ...]):
@@ -107,16 +132,18 @@ def _size(text: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"check that everything runs: {QUICK}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run of the harness (KERAS_BACKEND's backend only): {QUICK}"
+    )
     parser.add_argument("--list", action="store_true", help="print the planned measurements and exit")
     parser.add_argument("--official-repo", type=Path, help="checkout of github.com/lifengshiwo/DIN to time against")
-    parser.add_argument("--backends", type=_choices(BACKENDS), default=list(BACKENDS))
-    parser.add_argument("--configs", type=_configs, default=["conference_x4"], help="e.g. conference_x4,enhanced_x4")
-    parser.add_argument("--tasks", type=_choices(TASKS), default=list(TASKS))
-    parser.add_argument("--data-formats", type=_choices(DATA_FORMATS), default=list(DATA_FORMATS))
+    parser.add_argument("--backends", type=_choices(BACKENDS), help="default all; --quick: KERAS_BACKEND's")
     parser.add_argument(
-        "--modes", type=_choices(MODES), default=list(MODES), help="graph = tf.function without XLA (TF only)"
+        "--configs", type=_configs, help=f"e.g. conference_x4,enhanced_x4 (default conference_x4; quick {SMOKE_CONFIG})"
     )
+    parser.add_argument("--tasks", type=_choices(TASKS), default=list(TASKS))
+    parser.add_argument("--data-formats", type=_choices(DATA_FORMATS))
+    parser.add_argument("--modes", type=_choices(MODES), help="graph = tf.function without XLA (TF only)")
     parser.add_argument("--precisions", type=_choices(PRECISIONS), help=f"default {','.join(FULL['precisions'])}")
     parser.add_argument("--train-data-formats", type=_choices(DATA_FORMATS))
     parser.add_argument(
@@ -144,8 +171,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name, value in defaults.items():
-        if getattr(args, name) is None:
+        if getattr(args, name, None) is None:
             setattr(args, name, _size(value) if name == "size" else value)
+    if args.backends is None:
+        args.backends = [_keras_backend()]
     usable = len(os.sched_getaffinity(0))
     if not 1 <= args.threads <= usable:
         parser.error(f"--threads {args.threads}: this process may use 1 to {usable} CPUs")
@@ -161,10 +190,16 @@ def _runnable(backend: str, mode: str) -> bool:
 
 
 def plan(args: argparse.Namespace) -> list[Spec]:
-    """Every measurement of the run, in execution order: reference matmuls, parity, authors', ours."""
+    """Every measurement of the run, in execution order: reference matmuls, parity, authors', ours.
+
+    The authors' code is measured (with --official-repo) for the paper configurations only.
+    """
     height, width = args.size
     common = dict(threads=args.threads, warmup=args.warmup, compile_timeout=args.compile_timeout)
-    specs = [Spec(kind="matmul", library=library, repeats=10, **common) for library in MATMUL_LIBRARIES]
+    specs = [
+        Spec(kind="matmul", library=library, size=args.matmul_size, repeats=10, **common)
+        for library in args.matmul_libraries
+    ]
     inference = dict(batch=1, height=height, width=width, repeats=args.repeats, **common)
     training = dict(
         common,
@@ -176,7 +211,7 @@ def plan(args: argparse.Namespace) -> list[Spec]:
         warmup=1,  # a training step is long: its first call is the only warm-up
     )
     for config in args.configs:
-        if args.official_repo is not None:
+        if args.official_repo is not None and is_paper_config(config):
             repo = str(args.official_repo)
             specs.append(Spec(kind="parity", config=config, official_repo=repo, **inference))
             if "inference" in args.tasks:
@@ -280,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(spec.label() for spec in specs))
         return 0
+    if args.official_repo is not None and not all(map(is_paper_config, args.configs)):
+        print(f"note: the authors' code has no {SMOKE_CONFIG} network; it is not compared with theirs")
     machine = describe_machine()
     print(f"{len(specs)} measurements on {machine['cpu_model']}, {args.threads} thread(s); writing to {args.out}")
     if machine["load_average_1_5_15"][0] > 0.5:

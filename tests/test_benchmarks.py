@@ -1,0 +1,76 @@
+"""The benchmark harness (benchmarks/run.py) runs end to end: `--quick`, its smoke run, and its plans.
+
+The harness runs every measurement in a fresh process with the backend it is told (`--backends`),
+whatever this process's KERAS_BACKEND; here it is told the backend under test. Under JAX the smoke run
+takes ≈ 90 s on a busy 2-core machine (XLA compiles each weight initializer and each eager op), so
+there it is a slow test; under TensorFlow and torch it takes ≈ 20 s.
+"""
+
+import json
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from conftest import REPO
+
+RUN = REPO / "benchmarks" / "run.py"
+BACKEND = keras.backend.backend()
+
+
+def _run(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(RUN), *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.parametrize("backend", [pytest.param(BACKEND, marks=[pytest.mark.slow] if BACKEND == "jax" else [])])
+def test_quick_run_measures_and_reports(tmp_path, backend):
+    result = _run("--quick", "--backends", backend, "--threads", "1", "--out", str(tmp_path), timeout=600)
+    assert "[3/3]" in result.stdout and "wrote" in result.stdout, result.stdout
+
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["settings"]["quick"] is True
+    assert report["settings"]["backends"] == [backend]
+    records = report["records"]
+    assert [(r["spec"]["kind"], r["spec"]["task"]) for r in records] == [
+        ("matmul", "inference"),
+        ("keras", "inference"),
+        ("keras", "training"),
+    ]
+    for record in records:
+        assert record["result"]["status"] == "ok", record["result"]
+        assert len(record["result"]["times_s"]) == record["spec"]["repeats"]
+        assert 0 < record["result"]["median_s"] and 0 < record["result"]["rss_peak_mib"]
+    assert report["matmul_gflop_s"]["numpy"] > 0
+    for record in records[1:]:
+        spec, result, derived = record["spec"], record["result"], record["derived"]
+        assert (spec["config"], spec["backend"], spec["mode"]) == ("smoke_x2", backend, "eager")
+        assert result["gflop"] > 0 and result["first_call_s"] > 0
+        assert derived["gflop_s"] > 0 and derived["throughput_mp_s"] > 0 and derived["matmul_fraction"] > 0
+        assert "vs_authors" not in derived  # no authors' network in the smoke run
+    assert report["parity"] == [] and report["targets"] == []
+
+    markdown = (tmp_path / "results.md").read_text()
+    assert "Reference matrix multiply (float32, 256×256" in markdown
+    for task in ("Inference", "Training"):
+        assert f"### {task}: batch 1, 16×16" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| smoke_x2 | {backend} NHWC eager f32 |")]
+    assert len(rows) == 2 and all(row.endswith("| ok |") for row in rows), markdown
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_plans_match_the_documented_measurement_counts():
+    """`--list` plans without running; the counts are benchmarks/README.md's ("Duration", "Results")."""
+    quick = _run("--quick", "--list", "--backends", "torch", timeout=60).stdout.splitlines()
+    assert quick == [
+        "matmul numpy 256x256",
+        "smoke_x2 torch channels_last eager float32 inference",
+        "smoke_x2 torch channels_last eager float32 training",
+    ]
+    full = ["--list", "--official-repo", "/nonexistent/din_official"]
+    assert len(_run(*full, timeout=60).stdout.splitlines()) == 39
+    published = ["--train-batch", "2", "--train-data-formats", "channels_last", "--compile-timeout", "60"]
+    assert len(_run(*full, *published, timeout=60).stdout.splitlines()) == 36
