@@ -64,9 +64,7 @@ def keras_workload(spec: Spec) -> Workload:
     output_pixels = spec.batch * spec.height * spec.width * scale * scale
     if spec.task == "inference":
         return Workload(step=lambda: model.predict_on_batch(lr), gflop=forward / 1e9, output_pixels=output_pixels)
-    hr = image_batch(
-        rng, spec.batch, config["out_channels"], spec.height * scale, spec.width * scale, spec.data_format
-    )
+    hr = image_batch(rng, spec.batch, config["out_channels"], spec.height * scale, spec.width * scale, spec.data_format)
     return Workload(
         step=lambda: model.train_on_batch(lr, hr),
         gflop=TRAINING_FACTOR * forward / 1e9,

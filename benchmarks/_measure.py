@@ -22,9 +22,9 @@ import sys
 import time
 import traceback
 
-from _spec import Spec, Workload
-
 from keras_din._io.atomic import write_text_atomic
+
+from _spec import Spec, Workload
 
 FIRST_CALL = "first call (tracing / compilation)"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Keras colours its error messages

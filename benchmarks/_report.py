@@ -145,7 +145,8 @@ def _chart(path: Path, records: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     tasks = [
-        task for task in ("inference", "training")
+        task
+        for task in ("inference", "training")
         if any(r["spec"]["task"] == task and r["spec"]["kind"] in ("keras", "official") for r in records)
     ]
     if not tasks:

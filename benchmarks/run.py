@@ -146,9 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", type=_choices(MODES), help="graph = tf.function without XLA (TF only)")
     parser.add_argument("--precisions", type=_choices(PRECISIONS), help=f"default {','.join(FULL['precisions'])}")
     parser.add_argument("--train-data-formats", type=_choices(DATA_FORMATS))
-    parser.add_argument(
-        "--train-modes", type=_choices(MODES), help=f"default per backend: {KERAS_CPU_TRAIN_MODES}"
-    )
+    parser.add_argument("--train-modes", type=_choices(MODES), help=f"default per backend: {KERAS_CPU_TRAIN_MODES}")
     parser.add_argument("--train-precisions", type=_choices(PRECISIONS), default=["float32"])
     parser.add_argument(
         "--size", type=_size, help=f"inference input HxW (default {FULL['size']}, quick {QUICK['size']})"
@@ -250,7 +248,12 @@ def execute(spec: Spec, timeout: float) -> dict:
         start = time.perf_counter()
         # A session of its own, so that a timeout also ends the compiler workers it may have started.
         with subprocess.Popen(
-            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         ) as process:
             try:

@@ -67,7 +67,11 @@ def check_architecture(
     version = str(version).lower()
     if version not in VERSIONS:
         raise ValueError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
-    if type(scale) is not int or scale not in SUPPORTED_SCALES or (scale != 1 and scale not in VERSIONS[version]["scales"]):
+    if (
+        type(scale) is not int
+        or scale not in SUPPORTED_SCALES
+        or (scale != 1 and scale not in VERSIONS[version]["scales"])
+    ):
         allowed = (1, *VERSIONS[version]["scales"])
         raise ValueError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
     sizes = dict(
@@ -89,8 +93,12 @@ def check_architecture(
     if attention_ratio is None:
         attention_ratio = VERSIONS[version]["attention_ratio"]
     if type(attention_ratio) is not int or not 1 <= attention_ratio <= num_features:
-        raise ValueError(f"DIN attention_ratio must be an integer from 1 to num_features ({num_features}), got {attention_ratio!r}.")
-    count = parameter_count(version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio)
+        raise ValueError(
+            f"DIN attention_ratio must be an integer from 1 to num_features ({num_features}), got {attention_ratio!r}."
+        )
+    count = parameter_count(
+        version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio
+    )
     if count > MAX_PARAMETERS:
         raise ValueError(
             f"This DIN would have {count:,} parameters, more than the {MAX_PARAMETERS:,} keras-din builds "

@@ -62,7 +62,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration, format_restoration_table, format_table
+    from keras_din.evaluate import (
+        DEFAULT_DATASETS,
+        evaluate,
+        evaluate_restoration,
+        format_restoration_table,
+        format_table,
+    )
 
     datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
     if args.task != "sr":
@@ -91,6 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_table(rows))
     return 0
 
+
 def _export(args: argparse.Namespace) -> int:
     from keras_din.export import INPUT_NAME, OUTPUT_NAME, export_model
 
@@ -100,7 +107,6 @@ def _export(args: argparse.Namespace) -> int:
         f"output {OUTPUT_NAME!r}, dynamic batch, height and width)"
     )
     return 0
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="PSNR/SSIM on benchmark sets (SR, denoising, JPEG)")
     evaluate.add_argument(
-        "--preset", required=True, help="a preset (name, hf://, folder, checkpoint), 'bicubic' (SR) or 'input' (denoise, jpeg)"
+        "--preset",
+        required=True,
+        help="a preset (name, hf://, folder, checkpoint), 'bicubic' (SR) or 'input' (denoise, jpeg)",
     )
-    evaluate.add_argument("--task", choices=("sr", "denoise", "jpeg"), default="sr", help="what is measured (default sr)")
+    evaluate.add_argument(
+        "--task", choices=("sr", "denoise", "jpeg"), default="sr", help="what is measured (default sr)"
+    )
     evaluate.add_argument("--data", default="../shared/datasets", help="folder holding <Dataset>/HR/*.png")
     evaluate.add_argument(
         "--datasets",
@@ -155,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         "jpeg LIVE1, or Classic5,LIVE1_gray for a greyscale model)",
     )
     evaluate.add_argument("--noise-levels", default=None, help="denoise: comma-separated σ on 0–255 (default 15,25,50)")
-    evaluate.add_argument("--qualities", default=None, help="jpeg: comma-separated JPEG qualities (default 10,20,30,40)")
+    evaluate.add_argument(
+        "--qualities", default=None, help="jpeg: comma-separated JPEG qualities (default 10,20,30,40)"
+    )
     evaluate.add_argument("--scale", default="2,3,4", help="comma-separated scales (a model preset: its own)")
     evaluate.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     evaluate.add_argument("--json", default=None, help="write the report (dataset, scale, psnr, ssim rows) here")

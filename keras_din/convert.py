@@ -15,11 +15,11 @@ from keras_din.preset.checkpoint import (  # noqa: F401 - the public names of ke
     CheckpointError,
     detect_config,
     load_official_state_dict,
+    model_from_checkpoint,
     official_layer_map,
     official_state_dict,
     read_checkpoint,
 )
-from keras_din.preset.checkpoint import model_from_checkpoint
 
 
 def convert_official_checkpoint(path: str | os.PathLike, data_format: str | None = None, dtype=None) -> DIN:

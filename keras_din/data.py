@@ -11,6 +11,7 @@ import numpy as np
 from keras_din._io.images import list_images, load_image
 from keras_din.degradations import add_gaussian_noise, degrade, jpeg_compress, modcrop
 
+
 def _level_range(value, name: str, low: float, high: float) -> tuple[float, float] | None:
     """A fixed level `v` or a blind range `[lo, hi]` as `(lo, hi)`, checked against [low, high]."""
     if value is None:
@@ -108,7 +109,9 @@ class SRPatchDataset(keras.utils.PyDataset):
         hr_dirs = [hr_dirs] if isinstance(hr_dirs, (str, os.PathLike)) else list(hr_dirs)
         lr_dirs = None if lr_dirs is None else ([lr_dirs] if isinstance(lr_dirs, (str, os.PathLike)) else list(lr_dirs))
         if lr_dirs is not None and len(lr_dirs) != len(hr_dirs):
-            raise ValueError(f"lr_dirs has {len(lr_dirs)} folders but hr_dirs has {len(hr_dirs)}: pair them one to one.")
+            raise ValueError(
+                f"lr_dirs has {len(lr_dirs)} folders but hr_dirs has {len(hr_dirs)}: pair them one to one."
+            )
         self.scale = int(scale)
         self.patch_size = int(patch_size)
         self.batch_size = int(batch_size)

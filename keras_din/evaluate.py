@@ -30,14 +30,24 @@ DEFAULT_DATASETS = ("Set5", "Set14", "B100", "Urban100")
 # (colour, greyscale) of the literature.
 RESTORATION_TASKS = {
     "denoise": {"option": "noise_sigma", "levels": (15, 25, 50), "datasets": {3: ("CBSD68", "Kodak24"), 1: ()}},
-    "jpeg": {"option": "jpeg_quality", "levels": (10, 20, 30, 40), "datasets": {3: ("LIVE1",), 1: ("Classic5", "LIVE1_gray")}},
+    "jpeg": {
+        "option": "jpeg_quality",
+        "levels": (10, 20, 30, 40),
+        "datasets": {3: ("LIVE1",), 1: ("Classic5", "LIVE1_gray")},
+    },
 }
 
 
-def load_pairs(folder: str | os.PathLike, scale: int, degradation: str = "BI") -> list[tuple[str, np.ndarray, np.ndarray]]:
+def load_pairs(
+    folder: str | os.PathLike, scale: int, degradation: str = "BI"
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """`(name, HR, LR)` uint8 triples of a folder of HR images: mod-cropped HR, degraded LR."""
     rng = np.random.default_rng(0)  # DN's noise: fixed so that scores are repeatable
-    return [(p.stem, hr, degrade(hr, degradation, scale, rng)) for p in list_images(folder) for hr in [modcrop(load_image(p, channels=None), scale)]]
+    return [
+        (p.stem, hr, degrade(hr, degradation, scale, rng))
+        for p in list_images(folder)
+        for hr in [modcrop(load_image(p, channels=None), scale)]
+    ]
 
 
 def restoration_pairs(
@@ -135,7 +145,9 @@ def _as_rgb(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
 
 
-def comparison_figure(panels: list[tuple[str, list[tuple[str, np.ndarray]]]], path: str | os.PathLike, zoom: int = 2) -> Path:
+def comparison_figure(
+    panels: list[tuple[str, list[tuple[str, np.ndarray]]]], path: str | os.PathLike, zoom: int = 2
+) -> Path:
     """Writes a PNG: one row per `(title, [(label, uint8 crop), ...])`, crops enlarged ×`zoom`."""
     label_height, pad = 16, 6
     rows = []
@@ -255,7 +267,9 @@ def evaluate_restoration(
 
         model = DIN.from_preset(preset)
         if model.scale != 1:
-            raise ValueError(f"Preset {preset!r} is a ×{model.scale} super-resolution model; {task} needs a scale-1 model.")
+            raise ValueError(
+                f"Preset {preset!r} is a ×{model.scale} super-resolution model; {task} needs a scale-1 model."
+            )
         channels = model.in_channels
     levels = spec["levels"] if levels is None else tuple(levels)
     datasets = spec["datasets"][channels or 3] if datasets is None else tuple(datasets)

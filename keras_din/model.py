@@ -98,7 +98,15 @@ class DIN(keras.Model):
         **kwargs,
     ):
         version, attention_ratio = check_architecture(
-            version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio
+            version,
+            scale,
+            num_features,
+            growth_rate,
+            num_branches,
+            num_blocks,
+            in_channels,
+            out_channels,
+            attention_ratio,
         )
         data_format = standardize_data_format(data_format)
         compute_format = _compute_data_format(data_format)
@@ -208,7 +216,8 @@ class DIN(keras.Model):
         unknown = sorted(set(config) - _CONFIG_KEYS)
         if unknown:
             raise ValueError(
-                f"Unknown DIN config key(s) {', '.join(map(repr, unknown))}: a DIN config has {', '.join(sorted(_CONFIG_KEYS))}."
+                f"Unknown DIN config key(s) {', '.join(map(repr, unknown))}: "
+                f"a DIN config has {', '.join(sorted(_CONFIG_KEYS))}."
             )
         config = dict(config)
         if isinstance(config.get("dtype"), dict):

@@ -228,7 +228,9 @@ class ImageRestorer:
     [(10, 12, 3), (6, 6)]
     """
 
-    def __init__(self, model, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, self_ensemble: bool = False):
+    def __init__(
+        self, model, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, self_ensemble: bool = False
+    ):
         self.model = model
         self.tile = check_tiling(tile, overlap)  # once, here: not per image
         self.overlap = overlap
@@ -252,7 +254,11 @@ class ImageRestorer:
             mode = image.mode
             array = np.asarray(image if mode in ("L", "RGB", "RGBA", "I;16") else image.convert("RGB"))
             restored = self.restore(array, progress)
-            return Image.fromarray(restored) if mode in ("L", "RGB", "RGBA", "I;16") else Image.fromarray(restored).convert(mode)
+            return (
+                Image.fromarray(restored)
+                if mode in ("L", "RGB", "RGBA", "I;16")
+                else Image.fromarray(restored).convert(mode)
+            )
         return restore_array(
             self.model, image, self_ensemble=self.self_ensemble, tile=self.tile, overlap=self.overlap, progress=progress
         )
@@ -309,7 +315,9 @@ def restore_files(
             with _reporting_warnings(source, tqdm):
                 array, info = read_image(source)
             total = tiles_for(restorer.model, array.shape, restorer.tile, restorer.overlap)
-            with tqdm(total=total, desc=source.name, unit="tile", leave=False, disable=not progress or total < 2) as bar:
+            with tqdm(
+                total=total, desc=source.name, unit="tile", leave=False, disable=not progress or total < 2
+            ) as bar:
                 result = restorer.restore(array, progress=bar)
             with _reporting_warnings(source, tqdm):
                 write_image_atomic(result, target, overwrite=overwrite, info=info)

@@ -15,9 +15,9 @@ A run is described by a small JSON file, like the authors' option files:
 Paths are relative to the working directory. After each epoch the run writes
 `output_dir/checkpoint-NNNN.keras` (model and optimizer) and then `state.json` (the epoch count
 and the checkpoint's name), which commits the two as one unit, plus `log.csv` and `curve.png`; it
-resumes from them when started again, never losing or repeating an epoch: the weights and Adam state come from the checkpoint, the
-solver (epochs, schedule, precision) from the config as it is then. `state.json` keeps the run's
-`history`: from which epoch on it ran on which backend and in which precision.
+resumes from them when started again, never losing or repeating an epoch: the weights and Adam
+state come from the checkpoint, the solver (epochs, schedule, precision) from the config as it is
+then. `state.json` keeps the run's `history`: from which epoch on it ran on which backend and in which precision.
 
 The learning rate is `learning_rate`, multiplied by `lr_gamma` after each epoch in
 `lr_milestones`; `lr_values` (one rate per stretch, `len(lr_milestones) + 1` of them) sets
@@ -102,7 +102,9 @@ def load_config(source: str | os.PathLike | dict) -> dict:
         except json.JSONDecodeError as error:
             raise ValueError(f"Training config {str(path)!r} is not valid JSON: {error}") from error
     if not isinstance(user, dict):
-        raise ValueError(f"A training config is a JSON object (sections model, data, solver, ...), got {type(user).__name__}.")
+        raise ValueError(
+            f"A training config is a JSON object (sections model, data, solver, ...), got {type(user).__name__}."
+        )
     config = copy.deepcopy(DEFAULTS)
     for key, value in user.items():
         if key not in config:
@@ -113,7 +115,9 @@ def load_config(source: str | os.PathLike | dict) -> dict:
             known = _MODEL_KEYS if key == "model" else set(config[key])
             unknown = set(value) - known
             if unknown:
-                raise ValueError(f"Unknown keys in training config section {key!r}: {sorted(unknown)}; known: {sorted(known)}.")
+                raise ValueError(
+                    f"Unknown keys in training config section {key!r}: {sorted(unknown)}; known: {sorted(known)}."
+                )
             config[key].update(value)
         else:
             config[key] = value
@@ -148,14 +152,18 @@ def _check_types(config: dict) -> None:
             raise ValueError(f"Training config: solver.{key} must be a positive number, got {value!r}.")
     milestones = solver["lr_milestones"]
     if not isinstance(milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
-        raise ValueError(f"Training config: solver.lr_milestones must be a list of epochs (integers), got {milestones!r}.")
+        raise ValueError(
+            f"Training config: solver.lr_milestones must be a list of epochs (integers), got {milestones!r}."
+        )
     values = solver["lr_values"]
     if values is not None and (
         not isinstance(values, list) or not all(isinstance(v, (int, float)) and v > 0 for v in values)
     ):
         raise ValueError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
     if config["init_from"] is not None and not isinstance(config["init_from"], str):
-        raise ValueError(f"Training config: init_from must be a preset name, folder or file, got {config['init_from']!r}.")
+        raise ValueError(
+            f"Training config: init_from must be a preset name, folder or file, got {config['init_from']!r}."
+        )
     if not isinstance(config["output_dir"], str) or not config["output_dir"]:
         raise ValueError(f"Training config: output_dir must be a folder path, got {config['output_dir']!r}.")
 
@@ -423,7 +431,9 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
 
     if solver["distribution"] == "data_parallel":
         if keras.backend.backend() != "jax":
-            raise ValueError("solver.distribution 'data_parallel' uses keras.distribution, which needs the JAX backend.")
+            raise ValueError(
+                "solver.distribution 'data_parallel' uses keras.distribution, which needs the JAX backend."
+            )
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     elif solver["distribution"] is not None:
         raise ValueError(f"Unknown solver.distribution {solver['distribution']!r}: use null or 'data_parallel'.")
@@ -487,7 +497,12 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
     # which a resumed run cannot reproduce.
     model.fit(
-        dataset, epochs=solver["epochs"], initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False
+        dataset,
+        epochs=solver["epochs"],
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
     )
     if model.stop_training and not _finite_history(model):
         raise TrainingError(

@@ -27,8 +27,8 @@ import base64
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".h5", ".safetensors", ".bin", ".pth", ".npz")

@@ -14,7 +14,9 @@ from conftest import DATASETS, OFFICIAL, REPO
 
 def _cli(*args, cwd=REPO):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "keras_din", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_din", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,14 @@ def test_restore_processes_good_images_and_names_broken_ones(tiny_preset, tmp_pa
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     out = tmp_path / "restored"
     result = _cli(
-        "restore", tmp_path / "colour.png", tmp_path / "broken.png", tmp_path / "grey.png", "-o", out, "--preset", preset
+        "restore",
+        tmp_path / "colour.png",
+        tmp_path / "broken.png",
+        tmp_path / "grey.png",
+        "-o",
+        out,
+        "--preset",
+        preset,
     )
     assert result.returncode == 1
     assert "broken.png" in result.stderr
@@ -85,8 +94,19 @@ def test_restore_processes_good_images_and_names_broken_ones(tiny_preset, tmp_pa
 
 def test_evaluate_bicubic_writes_the_json_report(tmp_path):
     result = _cli(
-        "evaluate", "--preset", "bicubic", "--data", DATASETS, "--datasets", "Set5", "--scale", "4",
-        "--json", tmp_path / "report.json", "--figure", tmp_path / "cmp.png",
+        "evaluate",
+        "--preset",
+        "bicubic",
+        "--data",
+        DATASETS,
+        "--datasets",
+        "Set5",
+        "--scale",
+        "4",
+        "--json",
+        tmp_path / "report.json",
+        "--figure",
+        tmp_path / "cmp.png",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| Set5 | x4 | 5 | 28.420" in result.stdout
@@ -169,7 +189,8 @@ def test_restore_writes_tiffs_at_their_depth_and_says_what_png_reduces(tiny_pres
     [
         (
             ["--format", "./../../x.png"],
-            "--format must be one of png, jpg, jpeg, bmp, tif, tiff, webp (a format name, not a path), got './../../x.png'.",
+            "--format must be one of png, jpg, jpeg, bmp, tif, tiff, webp (a format name, not a path), "
+            "got './../../x.png'.",
         ),
         (["--tile", "8", "--overlap", "8"], "--overlap (8) must be smaller than --tile (8)"),
         (["--tile", "0"], "--tile must be a positive number of LR pixels, 'auto' or 'none', got '0'."),

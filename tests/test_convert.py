@@ -46,7 +46,7 @@ def test_training_checkpoint_has_module_prefix_stripped():
     raw = torch.load(OFFICIAL / "conference_x2.pth", weights_only=True)
     assert all(key.startswith("module.") for key in raw["state_dict"])
     state = _state("conference_x2")
-    assert set(state) == {key[len("module."):] for key in raw["state_dict"]}
+    assert set(state) == {key[len("module.") :] for key in raw["state_dict"]}
 
 
 def test_bare_state_dict_with_data_parallel_prefix(tmp_path):
@@ -138,7 +138,9 @@ def test_unexpected_tensor_is_named(tmp_path):
 def test_mis_shaped_tensor_is_named(tmp_path):
     state = _state("conference_x2")
     state["AsyCA3_4.conv_ic.weight"] = np.zeros((16, 2, 1, 1), np.float32)
-    with pytest.raises(CheckpointError, match=r"mis-shaped tensors: 'AsyCA3_4\.conv_ic\.weight: checkpoint \(16, 2, 1, 1\)"):
+    with pytest.raises(
+        CheckpointError, match=r"mis-shaped tensors: 'AsyCA3_4\.conv_ic\.weight: checkpoint \(16, 2, 1, 1\)"
+    ):
         keras_din.convert_official_checkpoint(_save(tmp_path, state))
 
 

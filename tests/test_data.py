@@ -39,7 +39,10 @@ def test_lr_patches_are_the_hr_patches_windows(folders):
     lr, hr = data[0]
     assert lr.shape == (6, 8, 8, 3) and hr.shape == (6, 16, 16, 3) and lr.dtype == np.float32
     assert 0.0 <= lr.min() and lr.max() <= 1.0
-    full = {i: (degrade(np.asarray(Image.open(p)), "BI", 2), np.asarray(Image.open(p))) for i, p in enumerate(list_images(folders / "HR"))}
+    full = {
+        i: (degrade(np.asarray(Image.open(p)), "BI", 2), np.asarray(Image.open(p)))
+        for i, p in enumerate(list_images(folders / "HR"))
+    }
     for lr_patch, hr_patch in zip(np.round(lr * 255).astype(np.uint8), np.round(hr * 255).astype(np.uint8)):
         located = [(i, _find(hr_patch, hr_full)) for i, (_, hr_full) in full.items()]
         i, (y, x) = next((i, where) for i, where in located if where is not None)
@@ -49,7 +52,9 @@ def test_lr_patches_are_the_hr_patches_windows(folders):
 
 def test_paired_folders_give_the_same_batches(folders):
     made = SRPatchDataset(folders / "HR", scale=2, patch_size=8, batch_size=4, steps_per_epoch=1, seed=5)
-    paired = SRPatchDataset(folders / "HR", scale=2, patch_size=8, batch_size=4, steps_per_epoch=1, seed=5, lr_dirs=folders / "LR")
+    paired = SRPatchDataset(
+        folders / "HR", scale=2, patch_size=8, batch_size=4, steps_per_epoch=1, seed=5, lr_dirs=folders / "LR"
+    )
     for a, b in zip(made[0], paired[0]):
         np.testing.assert_array_equal(a, b)
 
@@ -67,7 +72,13 @@ def test_batches_depend_only_on_seed_epoch_and_index(folders):
 
 def test_channels_first_and_same_size_restoration(folders):
     data = SRPatchDataset(
-        folders / "HR", scale=1, patch_size=12, batch_size=2, steps_per_epoch=1, noise_sigma=25, jpeg_quality=20,
+        folders / "HR",
+        scale=1,
+        patch_size=12,
+        batch_size=2,
+        steps_per_epoch=1,
+        noise_sigma=25,
+        jpeg_quality=20,
         data_format="channels_first",
     )
     noisy, clean = data[0]
@@ -76,7 +87,9 @@ def test_channels_first_and_same_size_restoration(folders):
 
 
 def test_real_training_folders_and_errors(folders):
-    data = SRPatchDataset([DATASETS / "Set5" / "HR", DATASETS / "Set14" / "HR"], scale=4, patch_size=12, batch_size=2, steps_per_epoch=1)
+    data = SRPatchDataset(
+        [DATASETS / "Set5" / "HR", DATASETS / "Set14" / "HR"], scale=4, patch_size=12, batch_size=2, steps_per_epoch=1
+    )
     assert len(data.pairs) == 19
     with pytest.raises(FileNotFoundError, match="nowhere"):
         SRPatchDataset(folders / "nowhere", scale=2)

@@ -41,8 +41,13 @@ def test_model_evaluation_writes_report_and_comparison_figure(tmp_path):
     hr = np.asarray(Image.open(DATASETS / "Set5" / "HR" / "bird.png"))[:60, :45]
     Image.fromarray(hr).save(data / "crop.png")
     rows = evaluate(
-        str(preset), tmp_path / "data", ["Tiny"], [3],
-        json_path=tmp_path / "r.json", figure_path=tmp_path / "cmp.png", progress=False,
+        str(preset),
+        tmp_path / "data",
+        ["Tiny"],
+        [3],
+        json_path=tmp_path / "r.json",
+        figure_path=tmp_path / "cmp.png",
+        progress=False,
     )
     assert rows[0]["images"] == 1 and np.isfinite(rows[0]["psnr"]) and -1 <= rows[0]["ssim"] <= 1
     with Image.open(tmp_path / "cmp.png") as figure:

@@ -21,8 +21,19 @@ SIZES = ("num_features", "growth_rate", "num_branches", "num_blocks", "in_channe
     "config",
     [
         dict(version="conference", scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1),
-        dict(version="conference", scale=3, num_features=12, growth_rate=4, num_branches=1, num_blocks=2, in_channels=1, out_channels=1),
-        dict(version="enhanced", scale=4, num_features=8, growth_rate=3, num_branches=3, num_blocks=2, attention_ratio=2),
+        dict(
+            version="conference",
+            scale=3,
+            num_features=12,
+            growth_rate=4,
+            num_branches=1,
+            num_blocks=2,
+            in_channels=1,
+            out_channels=1,
+        ),
+        dict(
+            version="enhanced", scale=4, num_features=8, growth_rate=3, num_branches=3, num_blocks=2, attention_ratio=2
+        ),
         dict(version="enhanced", scale=8, num_features=4, growth_rate=2, num_branches=2, num_blocks=3),
         dict(version="enhanced", scale=1, num_features=16, growth_rate=8, num_branches=2, num_blocks=2),
     ],
@@ -55,7 +66,9 @@ def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path
     folder = _preset(tmp_path, **{size: value})
     for load_weights in (True, False):
         seconds = _refused_quickly(
-            lambda: keras_din.DIN.from_preset(folder, load_weights=load_weights), PresetError, f"{size} must be an integer"
+            lambda load_weights=load_weights: keras_din.DIN.from_preset(folder, load_weights=load_weights),
+            PresetError,
+            f"{size} must be an integer",
         )
         assert seconds < 0.5  # building even a small DIN takes longer than this on every backend
 
@@ -63,7 +76,9 @@ def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path
 def test_a_network_past_the_parameter_cap_is_refused_though_each_size_is_in_bounds(tmp_path):
     big = {size: MAX_SIZES[size] for size in ("num_features", "growth_rate", "num_branches", "num_blocks")}
     folder = _preset(tmp_path, **big)
-    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(folder, load_weights=False), PresetError, "parameters, more than")
+    seconds = _refused_quickly(
+        lambda: keras_din.DIN.from_preset(folder, load_weights=False), PresetError, "parameters, more than"
+    )
     assert seconds < 0.5
     with pytest.raises(ValueError, match=f"more than the {MAX_PARAMETERS:,}"):
         keras_din.DIN(version="conference", scale=2, **big)

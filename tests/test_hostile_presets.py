@@ -39,8 +39,21 @@ WRONG = "0" * 64
 # === Watching the file system ===
 
 _EVENTS: list[tuple[str, str]] | None = None  # recording while not None
-_PATH_EVENTS = {"open", "os.remove", "os.rename", "os.replace", "os.rmdir", "os.truncate", "os.utime", "os.chmod",
-                "os.link", "os.symlink", "shutil.rmtree", "shutil.copyfile", "shutil.move"}
+_PATH_EVENTS = {
+    "open",
+    "os.remove",
+    "os.rename",
+    "os.replace",
+    "os.rmdir",
+    "os.truncate",
+    "os.utime",
+    "os.chmod",
+    "os.link",
+    "os.symlink",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+}
 
 
 def _audit(event, args):
@@ -214,7 +227,9 @@ def test_cache_snapshot_link_leading_out_of_the_repo_is_refused_and_not_followed
     }[target]
     metadata = _metadata(preset_files, **{"extra.weights.h5": {"sha256": WRONG}})
     _hf_cache(
-        offline_cache, REPO_ID, {**preset_files, "metadata.json": json.dumps(metadata).encode()},
+        offline_cache,
+        REPO_ID,
+        {**preset_files, "metadata.json": json.dumps(metadata).encode()},
         links={"extra.weights.h5": destination},
     )
     cache_before = _tree(offline_cache)
@@ -233,8 +248,12 @@ def test_cache_weights_link_leading_out_is_refused_even_with_the_right_checksum(
     digest, size = hashlib.sha256(victims.secret.read_bytes()).hexdigest(), victims.secret.stat().st_size
     metadata = _metadata(preset_files, **{WEIGHTS: {"sha256": digest, "size": size}})
     files = {name: data for name, data in preset_files.items() if name != WEIGHTS}
-    _hf_cache(offline_cache, REPO_ID, {**files, "metadata.json": json.dumps(metadata).encode()},
-              links={WEIGHTS: str(victims.secret)})
+    _hf_cache(
+        offline_cache,
+        REPO_ID,
+        {**files, "metadata.json": json.dumps(metadata).encode()},
+        links={WEIGHTS: str(victims.secret)},
+    )
     with _touched() as events, pytest.raises(PresetError, match=f"{WEIGHTS}' is a symbolic link that leads out"):
         keras_din.DIN.from_preset(HANDLE)
     victims.assert_untouched(events)
@@ -353,7 +372,7 @@ def test_wrong_size_is_refused_before_hashing(tmp_path, preset_files):
     assert not any(path.endswith(WEIGHTS) for event, path in events if event == "open")
     metadata["weights"][WEIGHTS]["size"] = "1403496"
     (folder / "metadata.json").write_text(json.dumps(metadata))
-    with pytest.raises(PresetError, match='"size" of .* is \'1403496\', not a byte count'):
+    with pytest.raises(PresetError, match="\"size\" of .* is '1403496', not a byte count"):
         keras_din.DIN.from_preset(folder)
 
 

@@ -19,10 +19,10 @@ import pytest
 from huggingface_hub import ModelCard, constants
 
 import keras_din
+from keras_din.preset import PresetError
 from keras_din.preset import registry as preset_registry
 from keras_din.preset.card import model_card
 from keras_din.preset.hub import download_preset, parse_handle
-from keras_din.preset import PresetError
 from keras_din.train import load_config, lr_stretches
 
 from conftest import REPO
@@ -119,7 +119,10 @@ def test_offline_loads_from_the_cache_and_names_what_is_missing(hub, tiny, tmp_p
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-c", _OFFLINE, HANDLE, tmp_path / "x.npy", tmp_path / "y.npy"],
-        env=env, capture_output=True, text=True, cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), tiny["outputs"][0])
@@ -268,10 +271,26 @@ def test_model_card_metadata_reads_back_through_huggingface_hub(tiny):
 
 def test_restoration_card_names_its_task_and_its_data_without_local_paths(tiny):
     config = {"config": {"version": "enhanced", "scale": 1, "in_channels": 1, "out_channels": 1}}
-    row = {"dataset": "Classic5", "task": "jpeg", "level": 10, "images": 5, "input_psnr": 27.82, "psnr": 29.1,
-           "ssim": 0.8, "input_ssim": 0.76, "input_psnr_b": 25.21, "psnr_b": 28.9}
-    training = {"command": "keras-din train x.json", "epochs_done": 2, "steps": 500, "patches_seen": 8000,
-                "data": ["../shared/datasets/T91/HR", "/home/me/BSD200/HR"], "degradation": "JPEG q 10-90"}
+    row = {
+        "dataset": "Classic5",
+        "task": "jpeg",
+        "level": 10,
+        "images": 5,
+        "input_psnr": 27.82,
+        "psnr": 29.1,
+        "ssim": 0.8,
+        "input_ssim": 0.76,
+        "input_psnr_b": 25.21,
+        "psnr_b": 28.9,
+    }
+    training = {
+        "command": "keras-din train x.json",
+        "epochs_done": 2,
+        "steps": 500,
+        "patches_seen": 8000,
+        "data": ["../shared/datasets/T91/HR", "/home/me/BSD200/HR"],
+        "degradation": "JPEG q 10-90",
+    }
     card = model_card("din_grey", HANDLE, config, {"results": [row], "training": training})
     data = ModelCard(card).data
     assert "jpeg-artifact-removal" in data.tags and "super-resolution" not in data.tags

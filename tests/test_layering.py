@@ -1,4 +1,4 @@
-"""The package's import graph: layered, and without a cycle.
+"""The package's import graph (layered, without a cycle) and the linter.
 
 Every module of `keras_din` belongs to one layer; a module imports only from its own layer
 or the ones below it (deferred imports inside functions count too), and the modules of a
@@ -62,7 +62,9 @@ def _imports(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if base.split(".")[0] == "keras_din":
                 # `from keras_din.layers import WRDB` imports keras_din.layers; `from keras_din import x` a submodule x
                 submodules = {f"{base}.{alias.name}" for alias in node.names}
@@ -99,7 +101,7 @@ def test_the_import_graph_has_no_cycle():
         state[module] = "open"
         for target in sorted(graph.get(module, ())):
             if state.get(target) == "open":
-                cycle = trail[trail.index(target):] + [module, target] if target in trail else [module, target]
+                cycle = trail[trail.index(target) :] + [module, target] if target in trail else [module, target]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target, trail + [module])
@@ -116,3 +118,17 @@ def test_the_checker_sees_an_upward_and_a_deferred_import(tmp_path):
     found = _imports(source, "keras_din.preset.probe")
     assert found == {"keras_din.train", "keras_din.model"}
     assert _layer("keras_din.train") > _layer("keras_din.preset.probe")
+
+
+def test_ruff_lints_and_formats_the_tree_clean():
+    """The ruff configuration in pyproject.toml holds for every source file (`ruff check`, `ruff format --check`)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the dev extras: pip install -e '.[dev]')")
+    folders = ["keras_din", "tests", "tools", "benchmarks"]
+    for command in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        result = subprocess.run([ruff, *command, *folders], cwd=PACKAGE.parent, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

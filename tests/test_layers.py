@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from keras_din import layers
-from keras_din.layers import AsyCA, BilinearUpsample, InterleavedBlock, RDB, Upsampler, WRDB, pixel_shuffle
+from keras_din.layers import RDB, WRDB, AsyCA, BilinearUpsample, InterleavedBlock, Upsampler, pixel_shuffle
 
 RNG = np.random.default_rng(0)
 

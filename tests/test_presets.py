@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import keras_din
+from keras_din.preset import PresetError, preset_config
 from keras_din.preset import registry as preset_registry
 from keras_din.preset.card import model_card
-from keras_din.preset import PresetError, preset_config
 from keras_din.preset.registry import PRESETS, get_preset
 
 from conftest import PAPER_CONFIGS, REPO
@@ -162,7 +162,7 @@ def test_preset_folders_are_what_the_registry_gives():
 
 def test_top_readme_documents_every_preset():
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Presets\n"): readme.index("## Command line\n")]
+    section = readme[readme.index("## Presets\n") : readme.index("## Command line\n")]
     for info in PRESETS.values():
         row = next(line for line in section.splitlines() if f"`{info.name}`" in line)
         assert f"{info.parameters:,}" in row, row
@@ -175,7 +175,7 @@ def test_top_readme_gives_the_bundled_presets_measured_scores():
     readme = (REPO / "README.md").read_text()
     header = next(line for line in readme.splitlines() if line.startswith("| dataset | `din_small_x2`"))
     columns = [cell.strip(" `") for cell in header.strip("|").split("|")]
-    table = readme[readme.index(header):].split("\n\n")[0].splitlines()[2:]
+    table = readme[readme.index(header) :].split("\n\n")[0].splitlines()[2:]
     rows = {line.strip("|").split("|")[0].strip().split(" ")[0]: line.strip("|").split("|") for line in table}
     for name, info in BUNDLED.items():
         if info.config["scale"] == 1:
@@ -201,4 +201,3 @@ def test_top_readme_gives_the_restoration_presets_measured_scores():
 def test_preset_folders_are_up_to_date():
     """Builds every paper-size model: config.json and parameter counts as `tools/make_preset_folders.py` writes them."""
     assert load_tool("make_preset_folders").main(["--check"]) == 0
-

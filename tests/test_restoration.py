@@ -3,7 +3,6 @@
 import io
 import json
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +26,9 @@ def test_noise_is_the_literatures_seeded_unclipped_gaussian():
 
 
 def test_jpeg_is_pillows_encoder_and_grey_stays_one_channel():
-    grey = load_image(DATASETS / "Classic5" / "HR" / sorted(p.name for p in (DATASETS / "Classic5" / "HR").iterdir())[0], 1)
+    grey = load_image(
+        DATASETS / "Classic5" / "HR" / sorted(p.name for p in (DATASETS / "Classic5" / "HR").iterdir())[0], 1
+    )
     assert grey.ndim == 3 and grey.shape[-1] == 1
     buffer = io.BytesIO()
     Image.fromarray(grey[..., 0]).save(buffer, "JPEG", quality=20)
@@ -49,7 +50,13 @@ def test_blind_ranges_draw_a_level_per_patch_and_bad_levels_are_named():
 
 def test_greyscale_blind_jpeg_dataset(tmp_path):
     data = SRPatchDataset(
-        DATASETS / "Set5" / "HR", scale=1, patch_size=16, batch_size=3, steps_per_epoch=1, jpeg_quality=[10, 90], channels=1
+        DATASETS / "Set5" / "HR",
+        scale=1,
+        patch_size=16,
+        batch_size=3,
+        steps_per_epoch=1,
+        jpeg_quality=[10, 90],
+        channels=1,
     )
     degraded, clean = data[0]
     assert degraded.shape == clean.shape == (3, 16, 16, 1) and degraded.dtype == np.float32
@@ -91,10 +98,23 @@ def crops(tmp_path_factory):
 def test_training_a_tiny_denoiser_then_evaluating_it(crops, tmp_path):
     """A same-size enhanced DIN trains on blind noise, validates, is evaluated per σ and beats the noisy input."""
     config = {
-        "model": {"version": "enhanced", "scale": 1, "num_features": 8, "growth_rate": 4, "num_branches": 1,
-                  "num_blocks": 1},
-        "data": {"train": str(crops / "Tiny" / "HR"), "val": str(crops / "Tiny" / "HR"), "patch_size": 24,
-                 "batch_size": 4, "steps_per_epoch": 3, "noise_sigma": [0, 55], "val_noise_sigma": 50},
+        "model": {
+            "version": "enhanced",
+            "scale": 1,
+            "num_features": 8,
+            "growth_rate": 4,
+            "num_branches": 1,
+            "num_blocks": 1,
+        },
+        "data": {
+            "train": str(crops / "Tiny" / "HR"),
+            "val": str(crops / "Tiny" / "HR"),
+            "patch_size": 24,
+            "batch_size": 4,
+            "steps_per_epoch": 3,
+            "noise_sigma": [0, 55],
+            "val_noise_sigma": 50,
+        },
         "solver": {"epochs": 1, "learning_rate": 1e-3},
         "output_dir": str(tmp_path / "run"),
     }
@@ -102,7 +122,9 @@ def test_training_a_tiny_denoiser_then_evaluating_it(crops, tmp_path):
     log = (tmp_path / "run" / "log.csv").read_text()
     assert "val_psnr" in log.splitlines()[0]
     folder = model.save_to_preset(tmp_path / "preset")
-    rows = evaluate_restoration(str(folder), "denoise", [50], crops, ["Tiny"], figure_path=tmp_path / "f.png", progress=False)
+    rows = evaluate_restoration(
+        str(folder), "denoise", [50], crops, ["Tiny"], figure_path=tmp_path / "f.png", progress=False
+    )
     clean = np.asarray(Image.open(crops / "Tiny" / "HR" / "a.png"), np.float64)
     noisy = clean / 255 + np.random.default_rng(0).normal(0, 50 / 255, clean.shape)  # seed 0 per image
     quantised = np.clip(np.round(noisy * 255), 0, 255)

@@ -293,8 +293,9 @@ def _write_lzw_rgb_tiff(path, array):
     height, width, _ = array.shape
     bits, sample_format = array.dtype.itemsize * 8, 3 if array.dtype.kind == "f" else 1
     strip = _lzw_literals(array.astype(array.dtype.newbyteorder("<")).tobytes())
-    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, None), (259, 3, 1, 5), (262, 3, 1, 2), (273, 4, 1, None),
-            (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(strip)), (284, 3, 1, 1), (339, 3, 3, None)]  # fmt: skip
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, None), (259, 3, 1, 5), (262, 3, 1, 2),
+            (273, 4, 1, None), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(strip)), (284, 3, 1, 1),
+            (339, 3, 3, None)]  # fmt: skip
     after_ifd = 8 + 2 + 12 * len(tags) + 4
     offsets = {258: after_ifd, 339: after_ifd + 6, 273: after_ifd + 12}
     ifd = struct.pack("<H", len(tags)) + b"".join(

@@ -13,9 +13,13 @@ _NO_BACKEND = (
 )
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["restore", "--help"], ["restore", "x.png"], ["evaluate", "--task", "nope"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["restore", "--help"], ["restore", "x.png"], ["evaluate", "--task", "nope"]]
+)
 def test_help_and_argument_errors_load_no_backend(argv):
-    result = subprocess.run([sys.executable, "-c", _NO_BACKEND.format(argv=argv)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_BACKEND.format(argv=argv)], capture_output=True, text=True, timeout=60
+    )
     assert "LOADED [] EXIT" in result.stdout, result.stdout + result.stderr
     assert result.stdout.strip().endswith("EXIT 0" if argv[-1] == "--help" else "EXIT 2")
 

@@ -32,7 +32,9 @@ def _upscale_blur(radius: int, scale: int):
     scale=st.sampled_from([1, 2, 3]),
     batch=st.integers(1, 3),
 )
-def test_tiles_cover_every_pixel_and_reproduce_a_pointwise_operator(height, width, tile, overlap_fraction, scale, batch):
+def test_tiles_cover_every_pixel_and_reproduce_a_pointwise_operator(
+    height, width, tile, overlap_fraction, scale, batch
+):
     overlap = min(int(tile * overlap_fraction), tile - 1)
     image = np.random.default_rng(height * 100 + width).random((height, width, 2)).astype(np.float32)
     run = _upscale_blur(0, scale)

@@ -228,7 +228,10 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     "bad, message",
     [
         ([], "is a JSON object"),
-        ({"model": {"num_feature": 8}, "data": {"train": "x"}}, r"Unknown keys in training config section 'model': \['num_feature'\]"),
+        (
+            {"model": {"num_feature": 8}, "data": {"train": "x"}},
+            r"Unknown keys in training config section 'model': \['num_feature'\]",
+        ),
         ({"data": 5}, "section 'data' must be an object"),
         ({"data": {"train": "x", "steps_per_epoch": 0}}, "data.steps_per_epoch must be a positive integer, got 0"),
         ({"data": {"train": "x", "batch_size": -1}}, "data.batch_size must be a positive integer, got -1"),

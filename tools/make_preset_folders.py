@@ -22,10 +22,10 @@ from pathlib import Path
 
 import keras
 
-from keras_din.preset.card import model_card
-from keras_din.preset.format import CARD_FILE
 from keras_din.model import DIN
 from keras_din.preset import CONFIG_FILE, METADATA_FILE, preset_config, read_preset_json
+from keras_din.preset.card import model_card
+from keras_din.preset.format import CARD_FILE
 from keras_din.preset.registry import PRESETS, PresetInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +92,8 @@ def _index() -> str:
         "",
         "## Adding trained weights to a preset",
         "",
-        "1. Save the trained model into its folder: `model.save_to_preset(\"presets/<name>\", "
-        "metadata={\"results\": [{\"dataset\": \"Set5\", \"scale\": 4, \"psnr\": ..., \"ssim\": ...}]})`.",
+        '1. Save the trained model into its folder: `model.save_to_preset("presets/<name>", '
+        'metadata={"results": [{"dataset": "Set5", "scale": 4, "psnr": ..., "ssim": ...}]})`.',
         "2. Set `weights_available=True` for it in `keras_din/preset/registry.py` and run "
         "`python -m tools.make_preset_folders` (keeps the weights' checksums and the results, rewrites the card).",
         "3. Publish: `python -m tools.publish_presets` shows what would be uploaded, `--upload` uploads it "

@@ -20,9 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from keras_din.preset import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PresetError, read_preset_json, verify_weights
 from keras_din.preset.format import CARD_FILE
 from keras_din.preset.hub import upload_preset
-from keras_din.preset import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PresetError, read_preset_json, verify_weights
 from keras_din.preset.registry import PRESETS, PresetInfo, get_preset
 
 

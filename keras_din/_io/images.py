@@ -299,7 +299,9 @@ def _write_tiff(array: np.ndarray, path: str, info: dict) -> None:
     tifffile.imwrite(path, array, **options)
 
 
-def write_image_atomic(array: np.ndarray, path: str | os.PathLike, overwrite: bool = False, info: dict | None = None) -> Path:
+def write_image_atomic(
+    array: np.ndarray, path: str | os.PathLike, overwrite: bool = False, info: dict | None = None
+) -> Path:
     """Writes an image so that `path` is either absent or complete, never half-written.
 
     The format follows the suffix. Without `overwrite` an existing `path` is refused, also one

@@ -9,9 +9,7 @@ def standardize_data_format(data_format: str | None) -> str:
         data_format = keras.config.image_data_format()
     data_format = str(data_format).lower()
     if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}."
-        )
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}.")
     return data_format
 
 

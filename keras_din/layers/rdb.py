@@ -40,8 +40,7 @@ class RDB(keras.layers.Layer):
         conv = dict(kernel_size=3, padding="same", data_format=self.data_format, dtype=self.dtype_policy)
         # convs[0:5] are the growth convolutions, convs[5] the fusion: the authors' conv1..conv6.
         self.convs = [
-            keras.layers.Conv2D(self.growth_rate, name=f"conv{i + 1}", **conv)
-            for i in range(self.num_growth_layers)
+            keras.layers.Conv2D(self.growth_rate, name=f"conv{i + 1}", **conv) for i in range(self.num_growth_layers)
         ]
         self.convs.append(keras.layers.Conv2D(self.num_features, name=f"conv{self.num_growth_layers + 1}", **conv))
 

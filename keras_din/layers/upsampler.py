@@ -30,9 +30,7 @@ class Upsampler(keras.layers.Layer):
     (1, 20, 24, 3)
     """
 
-    def __init__(
-        self, num_features: int, scale: int, out_channels: int = 3, data_format: str | None = None, **kwargs
-    ):
+    def __init__(self, num_features: int, scale: int, out_channels: int = 3, data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if scale not in SHUFFLE_FACTORS:
             raise ValueError(f"Upsampler scale must be one of {sorted(SHUFFLE_FACTORS)}, got {scale!r}.")

@@ -42,9 +42,7 @@ class WRDB(keras.layers.Layer):
         self.data_format = standardize_data_format(data_format)
         common = dict(data_format=self.data_format, dtype=self.dtype_policy)
         self.conv0 = keras.layers.Conv2D(self.num_features, 3, padding="same", name="conv0", **common)
-        self.rdbs = [
-            RDB(self.num_features, self.growth_rate, name=f"RDB{i + 1}", **common) for i in range(3)
-        ]
+        self.rdbs = [RDB(self.num_features, self.growth_rate, name=f"RDB{i + 1}", **common) for i in range(3)]
         for name in SKIP_NAMES:
             setattr(self, name, keras.layers.DepthwiseConv2D(1, name=name, **common))
 

@@ -105,7 +105,9 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     results = metadata.get("results") or []
     restoration = scale == 1
     tags = ["keras", "keras-din", "din"] + (["image-restoration"] if restoration or version == "enhanced" else [])
-    tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or ([] if restoration else ["super-resolution"])
+    tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or (
+        [] if restoration else ["super-resolution"]
+    )
     lines = ["---", "license: apache-2.0", "library_name: keras", "pipeline_tag: image-to-image", "tags:"]
     lines += [f"- {tag}" for tag in tags]
     if not restoration:
@@ -194,7 +196,8 @@ def _restoration_results(results: list[dict]) -> list[str]:
         "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
         + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else "."),
         "",
-        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |" + (" input PSNR-B | PSNR-B |" if with_b else ""),
+        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |"
+        + (" input PSNR-B | PSNR-B |" if with_b else ""),
         "|---|---|---|---|---|---|---|" + ("---|---|" if with_b else ""),
     ]
     for row in results:
@@ -219,12 +222,14 @@ def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
     ranges = _epoch_ranges(stretches, epochs_done, "learning_rate")
     if not ranges:
         return ""
-    parts = [f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)]
+    parts = [
+        f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)
+    ]
     return " Adam, learning rate " + ", ".join(parts) + "."
 
 
 def _precision_text(history: list[dict], epochs_done: int) -> str:
-    """", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
+    """ ", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
     stretches = [
         (first, last, precision or "float32")
         for first, last, precision in _epoch_ranges(history, epochs_done, "mixed_precision")

@@ -56,7 +56,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{str(path)!r} holds no state dict (found {type(state).__name__}).")
     arrays = {}
     for key, value in state.items():
-        name = key[len(_DATA_PARALLEL_PREFIX):] if key.startswith(_DATA_PARALLEL_PREFIX) else key
+        name = key[len(_DATA_PARALLEL_PREFIX) :] if key.startswith(_DATA_PARALLEL_PREFIX) else key
         arrays[name] = _to_numpy(value, name, path)
     return arrays
 
@@ -114,6 +114,7 @@ def detect_config(state: dict[str, np.ndarray]) -> dict:
     >>> config["version"], config["scale"]  # doctest: +SKIP
     ('conference', 4)
     """
+
     def need(name: str) -> np.ndarray:
         if name not in state:
             raise CheckpointError(f"Not a DIN checkpoint: tensor {name!r} is missing.")

@@ -23,6 +23,7 @@ import os
 import re
 import stat
 from pathlib import Path
+
 import keras
 
 from keras_din._io.atomic import staging_folder
@@ -203,7 +204,7 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
             "keras_version": keras.__version__,
             "keras_din_version": __version__,
             "parameter_count": int(model.count_params()),
-            "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d@%H:%M:%S"),
+            "date_saved": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d@%H:%M:%S"),
             "weights": {
                 WEIGHTS_FILE: {
                     "sha256": sha256_of(staging / WEIGHTS_FILE),
@@ -254,7 +255,7 @@ def weights_entries(folder: Path, metadata: dict) -> dict[str, dict]:
         digest = entry.get("sha256") if isinstance(entry, dict) else None
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise PresetError(
-                f"{where} records no SHA-256 for {name!r} (a 64-digit hex \"sha256\"), so it cannot be checked: "
+                f'{where} records no SHA-256 for {name!r} (a 64-digit hex "sha256"), so it cannot be checked: '
                 f"refused, nothing was read. {_RESAVE}"
             )
         size = entry.get("size")

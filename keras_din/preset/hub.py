@@ -53,7 +53,7 @@ def parse_handle(handle: str) -> tuple[str, str | None]:
     >>> parse_handle("hf://keras-din/din_conference_x4@v1")
     ('keras-din/din_conference_x4', 'v1')
     """
-    body = handle[len(HF_SCHEME):] if handle.startswith(HF_SCHEME) else ""
+    body = handle[len(HF_SCHEME) :] if handle.startswith(HF_SCHEME) else ""
     repo_id, at, revision = body.partition("@")
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts) or (at and not revision):

@@ -55,7 +55,9 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
     try:
         model = cls.from_config({**config["config"], **overrides})
     except (TypeError, ValueError) as error:
-        raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}") from None
+        raise PresetError(
+            f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}"
+        ) from None
     if weights is not None:
         try:
             model.load_weights(weights)
