@@ -1,11 +1,14 @@
 """What a DIN may be: the two published versions, their scales, and the bounds of every size argument.
 
 `check_architecture` validates constructor arguments by type and bounds in microseconds, before
-anything is built, so a hostile or mistyped config (`"in_channels": 1000000000`,
-`"num_branches": 1000000`) is refused by name instead of exhausting memory or time.
+anything is built (a `ConfigError`, which is a `ValueError`), so a hostile or mistyped config
+(`"in_channels": 1000000000`, `"num_branches": 1000000`) is refused by name instead of exhausting
+memory or time.
 """
 
 from __future__ import annotations
+
+from keras_din.errors import ConfigError
 
 # Per version: the published scales and the AsyCA bottleneck ratio of the authors' code.
 VERSIONS = {
@@ -53,7 +56,7 @@ def check_architecture(
     out_channels: int,
     attention_ratio: int | None,
 ) -> tuple[str, int]:
-    """Validates DIN's size arguments; returns `(version, attention_ratio)` normalised, else a `ValueError`
+    """Validates DIN's size arguments; returns `(version, attention_ratio)` normalised, else a `ConfigError`
     that names the argument, its value and the allowed range.
 
     Example:
@@ -62,18 +65,18 @@ def check_architecture(
     >>> check_architecture("conference", 2, 64, 32, 4, 5, 1000000000, 3, None)
     Traceback (most recent call last):
     ...
-    ValueError: DIN in_channels must be an integer from 1 to 16, got 1000000000.
+    keras_din.errors.ConfigError: DIN in_channels must be an integer from 1 to 16, got 1000000000.
     """
     version = str(version).lower()
     if version not in VERSIONS:
-        raise ValueError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
+        raise ConfigError(f"DIN version must be one of {sorted(VERSIONS)}, got {version!r}.")
     if (
         type(scale) is not int
         or scale not in SUPPORTED_SCALES
         or (scale != 1 and scale not in VERSIONS[version]["scales"])
     ):
         allowed = (1, *VERSIONS[version]["scales"])
-        raise ValueError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
+        raise ConfigError(f"DIN {version} supports scale {allowed}, got {scale!r}.")
     sizes = dict(
         num_features=num_features,
         growth_rate=growth_rate,
@@ -84,23 +87,24 @@ def check_architecture(
     )
     for name, value in sizes.items():
         if type(value) is not int or not 1 <= value <= MAX_SIZES[name]:
-            raise ValueError(f"DIN {name} must be an integer from 1 to {MAX_SIZES[name]}, got {value!r}.")
+            raise ConfigError(f"DIN {name} must be an integer from 1 to {MAX_SIZES[name]}, got {value!r}.")
     if version == "enhanced" and in_channels not in (1, out_channels):
-        raise ValueError(
+        raise ConfigError(
             f"DIN enhanced adds the upsampled input to the output, so in_channels must equal "
             f"out_channels (or be 1), got in_channels={in_channels}, out_channels={out_channels}."
         )
     if attention_ratio is None:
         attention_ratio = VERSIONS[version]["attention_ratio"]
-    if type(attention_ratio) is not int or not 1 <= attention_ratio <= num_features:
-        raise ValueError(
+    # AsyCA (num_features // attention_ratio channels wide) exists from the second branch on.
+    if type(attention_ratio) is not int or attention_ratio < 1 or (num_branches > 1 and attention_ratio > num_features):
+        raise ConfigError(
             f"DIN attention_ratio must be an integer from 1 to num_features ({num_features}), got {attention_ratio!r}."
         )
     count = parameter_count(
         version, scale, num_features, growth_rate, num_branches, num_blocks, in_channels, out_channels, attention_ratio
     )
     if count > MAX_PARAMETERS:
-        raise ValueError(
+        raise ConfigError(
             f"This DIN would have {count:,} parameters, more than the {MAX_PARAMETERS:,} keras-din builds "
             f"(the papers' network has about 20 million): lower num_features, growth_rate, num_branches or num_blocks."
         )

@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_din._io.images import list_images, load_image
 from keras_din.degradations import add_gaussian_noise, degrade, jpeg_compress, modcrop
+from keras_din.errors import ConfigError
 
 
 def _level_range(value, name: str, low: float, high: float) -> tuple[float, float] | None:
@@ -18,9 +19,9 @@ def _level_range(value, name: str, low: float, high: float) -> tuple[float, floa
         return None
     pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
     if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{name} must be a number or a [low, high] pair, got {value!r}.")
+        raise ConfigError(f"{name} must be a number or a [low, high] pair, got {value!r}.")
     if not low <= pair[0] <= pair[1] <= high:
-        raise ValueError(f"{name} must lie in [{low:g}, {high:g}] with low <= high, got {value!r}.")
+        raise ConfigError(f"{name} must lie in [{low:g}, {high:g}] with low <= high, got {value!r}.")
     return float(pair[0]), float(pair[1])
 
 
@@ -109,7 +110,7 @@ class SRPatchDataset(keras.utils.PyDataset):
         hr_dirs = [hr_dirs] if isinstance(hr_dirs, (str, os.PathLike)) else list(hr_dirs)
         lr_dirs = None if lr_dirs is None else ([lr_dirs] if isinstance(lr_dirs, (str, os.PathLike)) else list(lr_dirs))
         if lr_dirs is not None and len(lr_dirs) != len(hr_dirs):
-            raise ValueError(
+            raise ConfigError(
                 f"lr_dirs has {len(lr_dirs)} folders but hr_dirs has {len(hr_dirs)}: pair them one to one."
             )
         self.scale = int(scale)
@@ -135,7 +136,7 @@ class SRPatchDataset(keras.utils.PyDataset):
                     lr = load_image(Path(lr_dirs[index]) / path.name, self.channels)
                     expected = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
                     if lr.shape[:2] != expected:
-                        raise ValueError(f"LR image for {path} is {lr.shape[:2]}, expected {expected} (HR / scale).")
+                        raise ConfigError(f"LR image for {path} is {lr.shape[:2]}, expected {expected} (HR / scale).")
                 elif self.scale == 1:
                     lr = None
                 else:
@@ -143,7 +144,7 @@ class SRPatchDataset(keras.utils.PyDataset):
                     lr = degrade(hr, "BI" if self.degradation == "DN" else self.degradation, self.scale)
                 self.pairs.append((lr, hr))
         if not self.pairs:
-            raise ValueError(f"No image in {hr_dirs} is at least {hr_size}×{hr_size} pixels (patch_size × scale).")
+            raise ConfigError(f"No image in {hr_dirs} is at least {hr_size}×{hr_size} pixels (patch_size × scale).")
 
     def __len__(self) -> int:
         return self.steps_per_epoch

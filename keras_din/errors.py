@@ -13,3 +13,12 @@ True
 
 class KerasDinError(Exception):
     """Base class of the errors keras-din raises: a bad preset, checkpoint, image, config, training run or export."""
+
+
+class ConfigError(KerasDinError, ValueError):
+    """A configuration or option that cannot be used: a DIN size out of bounds, a bad training config,
+    an unknown output format. The message names the option, its value and what is allowed."""
+
+
+class ImageError(KerasDinError, ValueError):
+    """An image file that cannot be read or written; the message names the file and the reason."""

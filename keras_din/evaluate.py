@@ -23,6 +23,7 @@ from keras_din._io.atomic import atomic_path
 from keras_din._io.images import list_images, load_image
 from keras_din.data import degrade_same_size
 from keras_din.degradations import degrade, imresize, modcrop
+from keras_din.errors import ConfigError
 from keras_din.metrics import psnr, psnr_b, rgb_to_y, ssim, to_uint8, y_psnr_ssim
 
 DEFAULT_DATASETS = ("Set5", "Set14", "B100", "Urban100")
@@ -204,7 +205,7 @@ def evaluate(
         model = DIN.from_preset(preset)
         wrong = [s for s in scales if s != model.scale]
         if wrong:
-            raise ValueError(f"Preset {preset!r} is a ×{model.scale} model; it cannot be evaluated at scale {wrong}.")
+            raise ConfigError(f"Preset {preset!r} is a ×{model.scale} model; it cannot be evaluated at scale {wrong}.")
     rows, panels = [], []
     for name in datasets:
         folder = Path(data_root) / name / "HR"
@@ -259,7 +260,7 @@ def evaluate_restoration(
     from tqdm.auto import tqdm
 
     if task not in RESTORATION_TASKS:
-        raise ValueError(f"Unknown restoration task {task!r}: use one of {sorted(RESTORATION_TASKS)}.")
+        raise ConfigError(f"Unknown restoration task {task!r}: use one of {sorted(RESTORATION_TASKS)}.")
     spec = RESTORATION_TASKS[task]
     model, channels = None, None
     if preset != "input":
@@ -267,7 +268,7 @@ def evaluate_restoration(
 
         model = DIN.from_preset(preset)
         if model.scale != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"Preset {preset!r} is a ×{model.scale} super-resolution model; {task} needs a scale-1 model."
             )
         channels = model.in_channels

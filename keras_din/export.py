@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_din._io.atomic import staging_folder
-from keras_din.errors import KerasDinError
+from keras_din.errors import ConfigError, KerasDinError
 
 if TYPE_CHECKING:  # Keras loads on first export, not on import: `keras-din --help` reads FORMATS from here
     from keras_din.model import DIN
@@ -82,7 +82,7 @@ def export_model(
     (1, 10, 14, 3)
     """
     if format not in FORMATS:
-        raise ValueError(f"Export format must be one of {FORMATS}, got {format!r}.")
+        raise ConfigError(f"Export format must be one of {FORMATS}, got {format!r}.")
     path = Path(path).expanduser().absolute()
     _refuse_existing(path, overwrite)
     _require(format)

@@ -122,34 +122,8 @@ class DIN(keras.Model):
             x_in = _permute(image, compute_format, dtype)
         shallow = keras.layers.Conv2D(num_features, 3, padding="same", name="feat_conv", **common)(x_in)
 
-        branches = []
-        for s in range(1, num_branches + 1):
-            blocks = []
-            for k in range(1, num_blocks + 1):
-                if s == 1:
-                    x = WRDB(name=f"WRDB1_{k}", **width, **common)(blocks[-1] if blocks else shallow)
-                else:
-                    previous = branches[-1]
-                    current = blocks[-1] if blocks else previous[0]
-                    node = InterleavedBlock(
-                        attention_ratio=attention_ratio, name=f"interleaved{s}_{k}", **width, **common
-                    )
-                    x = node([previous[k - 1], current])
-                blocks.append(x)
-            branches.append(blocks)
-
-        def fuse(tensors, name):
-            merged = keras.layers.Concatenate(axis=axis, name=f"{name}_concat", dtype=dtype)(tensors)
-            merged = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu", dtype=dtype)(merged)
-            return keras.layers.Conv2D(num_features, 1, name=name, **common)(merged)
-
-        last_blocks = [blocks[-1] for blocks in branches]
-        if version == "conference":
-            body = keras.layers.Add(name="global_residual", dtype=dtype)([shallow, fuse(last_blocks, "conv_out")])
-        else:
-            fused = fuse(last_blocks, "conv_out1")
-            tail = fuse(branches[-1][:-1] + [shallow], "conv_out2")
-            body = keras.layers.Add(name="fusion_sum", dtype=dtype)([fused, tail])
+        branches = _branches(shallow, num_branches, num_blocks, attention_ratio, width, common)
+        body = _fused(version, shallow, branches, axis, num_features, common)
         output = Upsampler(num_features, scale, out_channels, name="up_recon", **common)(body)
         if version == "enhanced":
             skip = BilinearUpsample(scale, name="bilinear_skip", **common)(x_in)
@@ -223,3 +197,39 @@ class DIN(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def _branches(shallow, num_branches: int, num_blocks: int, attention_ratio: int, width: dict, common: dict):
+    """The body's tensors, `[branch][block]`: WRDBs in the first branch, interleaved blocks (AsyCA + WRDB)
+    fusing (previous branch's block k, this branch's block k - 1) in the others."""
+    branches = []
+    for s in range(1, num_branches + 1):
+        blocks = []
+        for k in range(1, num_blocks + 1):
+            if s == 1:
+                x = WRDB(name=f"WRDB1_{k}", **width, **common)(blocks[-1] if blocks else shallow)
+            else:
+                previous = branches[-1]
+                current = blocks[-1] if blocks else previous[0]
+                node = InterleavedBlock(attention_ratio=attention_ratio, name=f"interleaved{s}_{k}", **width, **common)
+                x = node([previous[k - 1], current])
+            blocks.append(x)
+        branches.append(blocks)
+    return branches
+
+
+def _fused(version: str, shallow, branches, axis: int, num_features: int, common: dict):
+    """The fusion of the branches into the upsampler's input, as each version does it."""
+    dtype = common["dtype"]
+
+    def fuse(tensors, name):
+        merged = keras.layers.Concatenate(axis=axis, name=f"{name}_concat", dtype=dtype)(tensors)
+        merged = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu", dtype=dtype)(merged)
+        return keras.layers.Conv2D(num_features, 1, name=name, **common)(merged)
+
+    last_blocks = [blocks[-1] for blocks in branches]
+    if version == "conference":
+        return keras.layers.Add(name="global_residual", dtype=dtype)([shallow, fuse(last_blocks, "conv_out")])
+    fused = fuse(last_blocks, "conv_out1")
+    tail = fuse(branches[-1][:-1] + [shallow], "conv_out2")
+    return keras.layers.Add(name="fusion_sum", dtype=dtype)([fused, tail])

@@ -25,6 +25,7 @@ from keras_din._io.images import (  # noqa: F401 - the file side, re-exported fo
     read_image,
     write_image_atomic,
 )
+from keras_din.errors import ConfigError, ImageError
 from keras_din.inference import predictor_for
 from keras_din.tiling import count_tiles, tiled_apply
 
@@ -93,7 +94,7 @@ def choose_tile(model, height: int, width: int, tile, memory_budget: int = DEFAU
             return None
         return DEFAULT_TILE
     if int(tile) < 1:
-        raise ValueError(f"tile must be a positive number of LR pixels, 'auto' or None, got {tile!r}.")
+        raise ConfigError(f"tile must be a positive number of LR pixels, 'auto' or None, got {tile!r}.")
     return int(tile)
 
 
@@ -107,10 +108,10 @@ def check_tiling(tile, overlap, names: tuple[str, str] = ("tile", "overlap")) ->
     Example:
     >>> check_tiling("64", 8), check_tiling("none", 8), check_tiling("auto", 32)
     (64, None, 'auto')
-    >>> check_tiling(8, 8, names=("--tile", "--overlap"))
+    >>> check_tiling(8, 8, names=("--tile", "--overlap"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: --overlap (8) must be smaller than --tile (8): tiles overlapping by a whole tile never advance.
+    keras_din.errors.ConfigError: --overlap (8) must be smaller than --tile (8): ... never advance.
     """
     tile_name, overlap_name = names
     value = tile
@@ -123,13 +124,13 @@ def check_tiling(tile, overlap, names: tuple[str, str] = ("tile", "overlap")) ->
         value = int(tile)
     if value is not None and value != "auto":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{tile_name} must be a positive number of LR pixels, 'auto' or 'none', got {tile!r}.")
+            raise ConfigError(f"{tile_name} must be a positive number of LR pixels, 'auto' or 'none', got {tile!r}.")
         value = int(value)
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
-        raise ValueError(f"{overlap_name} must be a whole number of LR pixels, 0 or more, got {overlap!r}.")
+        raise ConfigError(f"{overlap_name} must be a whole number of LR pixels, 0 or more, got {overlap!r}.")
     if value is not None and overlap >= (DEFAULT_TILE if value == "auto" else value):
         bound = f"the automatic tile size ({DEFAULT_TILE})" if value == "auto" else f"{tile_name} ({value})"
-        raise ValueError(
+        raise ConfigError(
             f"{overlap_name} ({overlap}) must be smaller than {bound}: tiles overlapping by a whole tile never advance."
         )
     return value
@@ -173,7 +174,7 @@ def restore_array(
     if grey:
         pixels = pixels[..., None]
     if pixels.ndim != 3:
-        raise ValueError(f"Expected an H×W or H×W×C image, got an array of shape {np.shape(image)}.")
+        raise ImageError(f"Expected an H×W or H×W×C image, got an array of shape {np.shape(image)}.")
     alpha = None
     if pixels.shape[-1] == 4 and model.in_channels == 3:
         pixels, alpha = pixels[..., :3], pixels[..., 3]
@@ -181,7 +182,7 @@ def restore_array(
     if channels == 1 and model.in_channels == 3:
         pixels = np.repeat(pixels, 3, axis=-1)
     elif channels != model.in_channels:
-        raise ValueError(f"The image has {channels} channels but the model expects {model.in_channels}.")
+        raise ImageError(f"The image has {channels} channels but the model expects {model.in_channels}.")
 
     def run(batch):
         return _self_ensemble(model, batch) if self_ensemble else _run(model, batch)

@@ -39,7 +39,7 @@ import numpy as np
 
 from keras_din._io.atomic import atomic_path, write_text_atomic
 from keras_din.data import SRPatchDataset
-from keras_din.errors import KerasDinError
+from keras_din.errors import ConfigError, KerasDinError
 from keras_din.metrics import YPSNR
 from keras_din.model import DIN
 
@@ -100,22 +100,22 @@ def load_config(source: str | os.PathLike | dict) -> dict:
         try:
             user = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"Training config {str(path)!r} is not valid JSON: {error}") from error
+            raise ConfigError(f"Training config {str(path)!r} is not valid JSON: {error}") from error
     if not isinstance(user, dict):
-        raise ValueError(
+        raise ConfigError(
             f"A training config is a JSON object (sections model, data, solver, ...), got {type(user).__name__}."
         )
     config = copy.deepcopy(DEFAULTS)
     for key, value in user.items():
         if key not in config:
-            raise ValueError(f"Unknown training config key {key!r}; known: {sorted(config)}.")
+            raise ConfigError(f"Unknown training config key {key!r}; known: {sorted(config)}.")
         if isinstance(config[key], dict):
             if not isinstance(value, dict):
-                raise ValueError(f"Training config section {key!r} must be an object, got {value!r}.")
+                raise ConfigError(f"Training config section {key!r} must be an object, got {value!r}.")
             known = _MODEL_KEYS if key == "model" else set(config[key])
             unknown = set(value) - known
             if unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"Unknown keys in training config section {key!r}: {sorted(unknown)}; known: {sorted(known)}."
                 )
             config[key].update(value)
@@ -140,44 +140,44 @@ def _check_types(config: dict) -> None:
     data, solver = config["data"], config["solver"]
     train = data["train"]
     if not isinstance(train, list) or not train or not all(isinstance(f, str) for f in train):
-        raise ValueError(f"Training config: data.train must name one or more folders of HR images, got {train!r}.")
+        raise ConfigError(f"Training config: data.train must name one or more folders of HR images, got {train!r}.")
     for section, key in (("data", "patch_size"), ("data", "batch_size"), ("data", "steps_per_epoch"),
                          ("data", "workers"), ("solver", "epochs")):  # fmt: skip
         value = config[section][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"Training config: {section}.{key} must be a positive integer, got {value!r}.")
+            raise ConfigError(f"Training config: {section}.{key} must be a positive integer, got {value!r}.")
     for key in ("learning_rate", "lr_gamma"):
         value = solver[key]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"Training config: solver.{key} must be a positive number, got {value!r}.")
+            raise ConfigError(f"Training config: solver.{key} must be a positive number, got {value!r}.")
     milestones = solver["lr_milestones"]
     if not isinstance(milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
-        raise ValueError(
+        raise ConfigError(
             f"Training config: solver.lr_milestones must be a list of epochs (integers), got {milestones!r}."
         )
     values = solver["lr_values"]
     if values is not None and (
         not isinstance(values, list) or not all(isinstance(v, (int, float)) and v > 0 for v in values)
     ):
-        raise ValueError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
+        raise ConfigError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
     if config["init_from"] is not None and not isinstance(config["init_from"], str):
-        raise ValueError(
+        raise ConfigError(
             f"Training config: init_from must be a preset name, folder or file, got {config['init_from']!r}."
         )
     if not isinstance(config["output_dir"], str) or not config["output_dir"]:
-        raise ValueError(f"Training config: output_dir must be a folder path, got {config['output_dir']!r}.")
+        raise ConfigError(f"Training config: output_dir must be a folder path, got {config['output_dir']!r}.")
 
 
 def _lr_values(solver: dict) -> list[float]:
     """The learning rate of each stretch between `lr_milestones`, checked against them."""
     epochs = [int(m) for m in solver["lr_milestones"]]
     if epochs != sorted(set(epochs)) or any(m < 1 for m in epochs):
-        raise ValueError(f"solver.lr_milestones must be increasing epochs >= 1, got {solver['lr_milestones']}.")
+        raise ConfigError(f"solver.lr_milestones must be increasing epochs >= 1, got {solver['lr_milestones']}.")
     values = solver["lr_values"]
     if values is None:
         return [float(solver["learning_rate"]) * solver["lr_gamma"] ** i for i in range(len(epochs) + 1)]
     if len(values) != len(epochs) + 1:
-        raise ValueError(
+        raise ConfigError(
             f"solver.lr_values needs one learning rate per stretch: {len(epochs) + 1} for "
             f"{len(epochs)} lr_milestones, got {len(values)}."
         )
@@ -210,7 +210,7 @@ def _schedule(solver: dict, steps_per_epoch: int):
 def _loss(name: str):
     losses = {"l1": keras.losses.MeanAbsoluteError(), "l2": keras.losses.MeanSquaredError()}
     if name not in losses:
-        raise ValueError(f"Unknown loss {name!r}: use one of {sorted(losses)}.")
+        raise ConfigError(f"Unknown loss {name!r}: use one of {sorted(losses)}.")
     return losses[name]
 
 
@@ -236,7 +236,7 @@ def build_model(config: dict) -> DIN:
                 layer.set_weights(weights)
                 copied += 1
         if not copied:
-            raise ValueError(f"init_from {config['init_from']!r} shares no layer with this model's shapes.")
+            raise ConfigError(f"init_from {config['init_from']!r} shares no layer with this model's shapes.")
         print(f"Initialised {copied} of {len(model.layers)} layers from {config['init_from']}")
     return model
 
@@ -425,82 +425,28 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
     >>> model = train("presets/din_small_x2/train_config.json")  # doctest: +SKIP
     """
     config = load_config(config)
-    data, solver = config["data"], config["solver"]
+    solver = config["solver"]
     out = Path(config["output_dir"])
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
-
-    if solver["distribution"] == "data_parallel":
-        if keras.backend.backend() != "jax":
-            raise ValueError(
-                "solver.distribution 'data_parallel' uses keras.distribution, which needs the JAX backend."
-            )
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-    elif solver["distribution"] is not None:
-        raise ValueError(f"Unknown solver.distribution {solver['distribution']!r}: use null or 'data_parallel'.")
-
-    scale = int(config["model"].get("scale", 2))
-    steps = int(data["steps_per_epoch"])
+    _set_distribution(solver["distribution"])
     checkpoint = committed_checkpoint(out) if resume else None
-    initial_epoch = 0
-    resuming = checkpoint is not None
     # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies;
     # its weights come from the checkpoint, not from init_from.
-    model = build_model({**config, "init_from": None} if resuming else config)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=_schedule(solver, steps),
-        beta_1=solver["beta_1"],
-        beta_2=solver["beta_2"],
-        epsilon=solver["epsilon"],
-        global_clipnorm=solver["clip_norm"],
-    )
-    model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=scale)])
-    history = []
-    if resuming:
-        _restore(model, checkpoint)
-        state = json.loads((out / STATE_FILE).read_text())
-        initial_epoch = state["epochs_done"]
-        history = run_history(state)
-        _trim_log(out / "log.csv", initial_epoch)
-        print(f"Resuming {checkpoint} after epoch {initial_epoch}")
+    model = _compiled_model({**config, "init_from": None} if checkpoint else config)
+    initial_epoch, history = _resume(model, checkpoint, out) if checkpoint else (0, [])
     segment = _segment(initial_epoch + 1, keras.backend.backend(), solver)
     if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
         history.append(segment)
     if initial_epoch >= solver["epochs"]:
         print(f"{out} already trained for {initial_epoch} epochs (solver.epochs = {solver['epochs']}).")
         return model
-
-    dataset = SRPatchDataset(
-        data["train"],
-        scale=scale,
-        patch_size=data["patch_size"],
-        batch_size=data["batch_size"],
-        steps_per_epoch=steps,
-        degradation=data["degradation"],
-        lr_dirs=data["lr_train"],
-        noise_sigma=data["noise_sigma"],
-        jpeg_quality=data["jpeg_quality"],
-        seed=data["seed"],
-        data_format=model.data_format,
-        channels=model.in_channels,
-        workers=data["workers"],
-    )
-    dataset.epoch = initial_epoch
-    callbacks = []
-    if data["val"]:
-        callbacks.append(_ValidationPSNR(data, scale, model.in_channels))
-    callbacks += [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
-        _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend(), "history": history}),
-        _CurvePlot(out / "log.csv", out / "curve.png", solver),
-    ]
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
     # which a resumed run cannot reproduce.
     model.fit(
-        dataset,
+        _training_data(config, model, initial_epoch),
         epochs=solver["epochs"],
         initial_epoch=initial_epoch,
-        callbacks=callbacks,
+        callbacks=_callbacks(config, model, out, initial_epoch, history),
         verbose=verbose,
         shuffle=False,
     )
@@ -510,6 +456,73 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
             "Lower solver.learning_rate or set solver.clip_norm, then run again to resume."
         )
     return model
+
+
+def _set_distribution(distribution: str | None) -> None:
+    if distribution == "data_parallel":
+        if keras.backend.backend() != "jax":
+            raise ConfigError(
+                "solver.distribution 'data_parallel' uses keras.distribution, which needs the JAX backend."
+            )
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    elif distribution is not None:
+        raise ConfigError(f"Unknown solver.distribution {distribution!r}: use null or 'data_parallel'.")
+
+
+def _compiled_model(config: dict) -> DIN:
+    """The config's model, compiled with Adam on the config's schedule, its loss and Y-PSNR."""
+    solver = config["solver"]
+    model = build_model(config)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=_schedule(solver, int(config["data"]["steps_per_epoch"])),
+        beta_1=solver["beta_1"],
+        beta_2=solver["beta_2"],
+        epsilon=solver["epsilon"],
+        global_clipnorm=solver["clip_norm"],
+    )
+    model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=model.scale)])
+    return model
+
+
+def _resume(model: DIN, checkpoint: Path, out: Path) -> tuple[int, list[dict]]:
+    """Loads the committed checkpoint into `model`; returns the epochs done and the run's history."""
+    _restore(model, checkpoint)
+    state = json.loads((out / STATE_FILE).read_text())
+    _trim_log(out / "log.csv", state["epochs_done"])
+    print(f"Resuming {checkpoint} after epoch {state['epochs_done']}")
+    return state["epochs_done"], run_history(state)
+
+
+def _training_data(config: dict, model: DIN, initial_epoch: int) -> SRPatchDataset:
+    data = config["data"]
+    dataset = SRPatchDataset(
+        data["train"],
+        scale=model.scale,
+        patch_size=data["patch_size"],
+        batch_size=data["batch_size"],
+        steps_per_epoch=int(data["steps_per_epoch"]),
+        degradation=data["degradation"],
+        lr_dirs=data["lr_train"],
+        noise_sigma=data["noise_sigma"],
+        jpeg_quality=data["jpeg_quality"],
+        seed=data["seed"],
+        data_format=model.data_format,
+        channels=model.in_channels,
+        workers=data["workers"],
+    )
+    dataset.epoch = initial_epoch  # the patches a resumed run would have drawn
+    return dataset
+
+
+def _callbacks(config: dict, model: DIN, out: Path, initial_epoch: int, history: list[dict]) -> list:
+    data, solver = config["data"], config["solver"]
+    callbacks = [_ValidationPSNR(data, model.scale, model.in_channels)] if data["val"] else []
+    return callbacks + [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
+        _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend(), "history": history}),
+        _CurvePlot(out / "log.csv", out / "curve.png", solver),
+    ]
 
 
 def _segment(from_epoch: int, backend: str | None, solver: dict) -> dict:
@@ -536,7 +549,7 @@ def _restore(model: DIN, checkpoint: Path) -> None:
     try:
         model.set_weights(saved.get_weights())
     except ValueError as error:
-        raise ValueError(
+        raise ConfigError(
             f"{checkpoint} holds a different network than the config's model section ({error}). "
             "Restore the model section it was trained with, or pass --restart / use a new output_dir."
         ) from None

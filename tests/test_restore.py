@@ -68,16 +68,14 @@ import warnings  # noqa: E402
 import tifffile  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from keras_din.restore import (  # noqa: E402
+from keras_din._io.images import (  # noqa: E402
     ImageDepthWarning,
-    ImageRestorer,
     _orient,
-    check_tiling,
     output_suffix,
     read_image,
-    restore_files,
     write_image_atomic,
 )
+from keras_din.restore import ImageRestorer, check_tiling, restore_files  # noqa: E402
 
 ICC = b"fake-icc-profile-bytes"
 

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     model.save_to_preset(folder, metadata={"training": training})
     datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
     if task is not None:
-        rows = evaluate_restoration(str(folder), task[0], data_root=args.data, datasets=datasets)
+        levels = _PACKAGED_LEVELS.get(task[0])
+        rows = evaluate_restoration(str(folder), task[0], levels, data_root=args.data, datasets=datasets)
         print(format_restoration_table(rows))
     else:
         datasets = datasets or ["Set5", "Set14", "B100", "Urban100"]
@@ -86,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(rows))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
     return make_preset_folders.main([])
+
+
+# Levels a same-size preset is scored at when packaged (default: the task's literature levels). A blind
+# JPEG model must not make a good JPEG worse, so it is scored over the whole range it was trained on.
+_PACKAGED_LEVELS = {"jpeg": tuple(range(10, 100, 10))}
 
 
 def _task(data: dict) -> tuple[str, str] | None:

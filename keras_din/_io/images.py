@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from keras_din._io.atomic import atomic_path
+from keras_din.errors import ConfigError, ImageError
 
 # The image files keras-din reads (folders are listed by these suffixes) and the formats it writes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -43,7 +44,7 @@ def load_image(path: str | os.PathLike, channels: int | None = 3) -> np.ndarray:
     H×W for a greyscale file, else H×W×3 RGB). What datasets are trained and scored on; no orientation.
     """
     if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1 (greyscale), 3 (RGB) or None (as stored), got {channels!r}.")
+        raise ConfigError(f"channels must be 1 (greyscale), 3 (RGB) or None (as stored), got {channels!r}.")
     with Image.open(path) as image:
         if channels is None:
             return np.asarray(image if image.mode == "L" else image.convert("RGB"))
@@ -214,8 +215,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         array, info = _read_with_pillow(path)
     except Exception as error:
         if undecodable is None:
-            raise
-        raise ValueError(
+            raise ImageError(f"not an image file that can be read ({type(error).__name__}: {error})") from error
+        raise ImageError(
             f"cannot decode this TIFF ({undecodable}); installing imagecodecs lets tifffile decode it."
         ) from error
     if undecodable is not None and array.dtype == np.uint8:
@@ -316,7 +317,7 @@ def write_image_atomic(
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"Unknown image format for {str(path)!r}: use .png, .jpg, .bmp, .tif or .webp.")
+        raise ImageError(f"Unknown image format for {str(path)!r}: use .png, .jpg, .bmp, .tif or .webp.")
     info = info or {}
     if fmt != "TIFF":
         image = Image.fromarray(_fit_to_format(np.asarray(array), fmt, path))
@@ -342,15 +343,17 @@ def output_suffix(fmt: str, name: str = "format") -> str:
     Example:
     >>> output_suffix("PNG"), output_suffix(".tif")
     ('.png', '.tif')
-    >>> output_suffix("x/y.png", name="--format")
+    >>> output_suffix("x/y.png", name="--format")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: --format must be one of png, jpg, jpeg, bmp, tif, tiff, webp (a format name, not a path), got 'x/y.png'.
+    keras_din.errors.ConfigError: --format must be one of png, ... (a format name, not a path), got 'x/y.png'.
     """
     text = str(fmt)
     key = (text[1:] if text.startswith(".") else text).lower()
     if key not in OUTPUT_FORMATS:
-        raise ValueError(f"{name} must be one of {', '.join(OUTPUT_FORMATS)} (a format name, not a path), got {fmt!r}.")
+        raise ConfigError(
+            f"{name} must be one of {', '.join(OUTPUT_FORMATS)} (a format name, not a path), got {fmt!r}."
+        )
     return "." + key
 
 

@@ -104,6 +104,26 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     available = metadata.get("weights_available", bool(metadata.get("weights")))
     results = metadata.get("results") or []
     restoration = scale == 1
+    lines = _front_matter(version, restoration, results) + ["", f"# {name}", ""]
+    lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
+    lines += _weights_note(handle, available) + _use(name, handle, arguments, available)
+    shown = {key: value for key, value in arguments.items() if key not in ("name", "trainable", "dtype")}
+    lines += ["## Configuration", "", "| argument | value |", "|---|---|"]
+    lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
+    if "parameter_count" in metadata:
+        lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
+    if restoration:
+        lines += ["", "## Results", ""] + (_restoration_results(results) if results else ["Not measured yet."])
+    else:
+        lines += ["", "## Results", ""] + _sr_results(results or [{"dataset": d, "scale": scale} for d in _BENCHMARKS])
+    if "training" in metadata:
+        record = TrainingRecord.from_metadata(metadata["training"])
+        lines += ["", record.sentence() + ("" if restoration else " Urban100 here is the first 15 of its 100 images.")]
+    return "\n".join(lines + _CITATION)
+
+
+def _front_matter(version: str, restoration: bool, results: list[dict]) -> list[str]:
+    """The card's YAML header: licence, library, task tags, evaluation sets, metrics."""
     tags = ["keras", "keras-din", "din"] + (["image-restoration"] if restoration or version == "enhanced" else [])
     tags += sorted({_TASK_TAGS[row["task"]] for row in results if "task" in row}) or (
         [] if restoration else ["super-resolution"]
@@ -112,20 +132,26 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
     lines += [f"- {tag}" for tag in tags]
     if not restoration:
         lines += ["datasets:"] + [f"- {dataset}" for dataset in _BENCHMARKS.values()]
-    lines += ["metrics:", "- psnr", "- ssim", "---", "", f"# {name}", ""]
-    lines += [metadata.get("description", f"A keras-din preset: DIN {version} x{scale}."), ""]
+    return lines + ["metrics:", "- psnr", "- ssim", "---"]
+
+
+def _weights_note(handle: str, available: bool) -> list[str]:
     if available:
-        lines += [f'Trained weights are included; `DIN.from_preset("{handle}")` loads them.', ""]
-    else:
-        lines += [
-            "**Weights: not available yet.** This preset describes the architecture only "
-            '(`metadata.json`: `"weights_available": false`). `DIN.from_preset` builds it with fresh weights '
-            "when given `load_weights=False`; for trained weights, convert a checkpoint trained with the "
-            "authors' code: `keras-din convert CHECKPOINT OUT_DIR`.",
-            "",
-        ]
+        return [f'Trained weights are included; `DIN.from_preset("{handle}")` loads them.', ""]
+    return [
+        "**Weights: not available yet.** This preset describes the architecture only "
+        '(`metadata.json`: `"weights_available": false`). `DIN.from_preset` builds it with fresh weights '
+        "when given `load_weights=False`; for trained weights, convert a checkpoint trained with the "
+        "authors' code: `keras-din convert CHECKPOINT OUT_DIR`.",
+        "",
+    ]
+
+
+def _use(name: str, handle: str, arguments: dict, available: bool) -> list[str]:
+    """The card's runnable example: load the preset, restore a random image."""
     load = f'"{handle}"' if available else f'"{name}", load_weights=False'  # unpublished: the registered name
-    lines += [
+    scale = arguments["scale"]
+    return [
         "## Use",
         "",
         "```python",
@@ -137,38 +163,24 @@ def model_card(name: str, handle: str, config: dict, metadata: dict) -> str:
         f"  # images in [0, 1] -> (1, {48 * scale}, {48 * scale}, {arguments.get('out_channels', 3)})",
         "```",
         "",
-        "## Configuration",
-        "",
-        "| argument | value |",
-        "|---|---|",
     ]
-    shown = {key: value for key, value in arguments.items() if key not in ("name", "trainable", "dtype")}
-    lines += [f"| `{key}` | `{value}` |" for key, value in shown.items()]
-    if "parameter_count" in metadata:
-        lines += ["", f"Parameters: {metadata['parameter_count']:,}."]
-    if restoration:
-        lines += ["", "## Results", ""] + (_restoration_results(results) if results else ["Not measured yet."])
-    else:
-        lines += ["", "## Results", ""] + _sr_results(results or [{"dataset": d, "scale": scale} for d in _BENCHMARKS])
-    if "training" in metadata:
-        record = TrainingRecord.from_metadata(metadata["training"])
-        lines += ["", record.sentence() + ("" if restoration else " Urban100 here is the first 15 of its 100 images.")]
-    lines += [
-        "",
-        "## Citation",
-        "",
-        "Feng Li, Runmin Cong, Huihui Bai, Yifan He. *Deep Interleaved Network for Single Image "
-        "Super-Resolution with Asymmetric Co-Attention.* IJCAI 2020. "
-        "[arXiv 2004.11814](https://arxiv.org/abs/2004.11814) (the conference version).",
-        "",
-        "Feng Li, Runmin Cong, Huihui Bai, Yifan He, Yao Zhao, Ce Zhu. *Learning Deep Interleaved Networks "
-        "with Asymmetric Co-Attention for Image Restoration.* [arXiv 2010.15689](https://arxiv.org/abs/2010.15689) "
-        "(the enhanced version).",
-        "",
-        "The authors' code: <https://github.com/lifengshiwo/DIN>. This port: keras-din (Apache-2.0).",
-        "",
-    ]
-    return "\n".join(lines)
+
+
+_CITATION = [
+    "",
+    "## Citation",
+    "",
+    "Feng Li, Runmin Cong, Huihui Bai, Yifan He. *Deep Interleaved Network for Single Image "
+    "Super-Resolution with Asymmetric Co-Attention.* IJCAI 2020. "
+    "[arXiv 2004.11814](https://arxiv.org/abs/2004.11814) (the conference version).",
+    "",
+    "Feng Li, Runmin Cong, Huihui Bai, Yifan He, Yao Zhao, Ce Zhu. *Learning Deep Interleaved Networks "
+    "with Asymmetric Co-Attention for Image Restoration.* [arXiv 2010.15689](https://arxiv.org/abs/2010.15689) "
+    "(the enhanced version).",
+    "",
+    "The authors' code: <https://github.com/lifengshiwo/DIN>. This port: keras-din (Apache-2.0).",
+    "",
+]
 
 
 _TASK_TAGS = {"denoise": "denoising", "jpeg": "jpeg-artifact-removal"}

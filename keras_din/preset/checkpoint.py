@@ -133,41 +133,17 @@ def detect_config(state: dict[str, np.ndarray]) -> dict:
     if feat.ndim != 4:
         raise CheckpointError(f"Tensor 'feat_conv.weight' has shape {feat.shape}, expected 4 dimensions.")
     num_features, in_channels = int(feat.shape[0]), int(feat.shape[1])
+    if num_features < 1 or in_channels < 1:
+        raise CheckpointError(f"Tensor 'feat_conv.weight' has shape {feat.shape}: no channels.")
     growth_rate = int(need("WRDB1_1.RDB1.conv1.weight").shape[0])
     positions = {tuple(int(g) for g in m.groups()) for m in map(_WRDB_KEY.match, state) if m}
     num_branches = max(s for s, _ in positions)
     num_blocks = max(k for _, k in positions)
 
-    upnet = sorted(int(m.group(1)) for m in map(_UPNET_KEY.match, state) if m)
-    if not upnet:
-        raise CheckpointError("Not a DIN checkpoint: no 'up_recon.UPNet.*.weight' tensors.")
-    out_channels = int(state[f"up_recon.UPNet.{upnet[-1]}.weight"].shape[0])
-    if len(upnet) == 1:
-        scale = 1
-    elif len(upnet) == 2:
-        ratio = state["up_recon.UPNet.0.weight"].shape[0] / num_features
-        scale = int(round(ratio**0.5))
-        if scale * scale * num_features != state["up_recon.UPNet.0.weight"].shape[0]:
-            raise CheckpointError(
-                f"Tensor 'up_recon.UPNet.0.weight' has {state['up_recon.UPNet.0.weight'].shape[0]} output "
-                f"channels, which is not num_features ({num_features}) times a square scale."
-            )
-    else:  # one convolution per pixel-shuffle step, then the output convolution
-        scales = [s for s, factors in SHUFFLE_FACTORS.items() if len(factors) + 1 == len(upnet)]
-        if not scales:
-            raise CheckpointError(f"Unexpected upsampler with {len(upnet)} convolutions (up_recon.UPNet).")
-        scale = scales[0]
-
+    out_channels, scale = _detect_upsampler(state, num_features)
     attention_ratio = VERSIONS[version]["attention_ratio"]
     if num_branches > 1:
-        bottleneck = int(need("AsyCA2_1.conv_dc.weight").shape[0])
-        if num_features // attention_ratio != bottleneck:
-            if not 1 <= bottleneck <= num_features or num_features // (num_features // bottleneck) != bottleneck:
-                raise CheckpointError(
-                    f"Tensor 'AsyCA2_1.conv_dc.weight' has {bottleneck} output channels: no attention "
-                    f"ratio r gives num_features // r = {bottleneck} with num_features = {num_features}."
-                )
-            attention_ratio = num_features // bottleneck
+        attention_ratio = _detect_attention_ratio(need("AsyCA2_1.conv_dc.weight"), num_features, attention_ratio)
     return dict(
         version=version,
         scale=scale,
@@ -179,6 +155,41 @@ def detect_config(state: dict[str, np.ndarray]) -> dict:
         out_channels=out_channels,
         attention_ratio=attention_ratio,
     )
+
+
+def _detect_upsampler(state: dict[str, np.ndarray], num_features: int) -> tuple[int, int]:
+    """`(out_channels, scale)` from the upsampler's convolutions (`up_recon.UPNet.*`)."""
+    upnet = sorted(int(m.group(1)) for m in map(_UPNET_KEY.match, state) if m)
+    if not upnet:
+        raise CheckpointError("Not a DIN checkpoint: no 'up_recon.UPNet.*.weight' tensors.")
+    out_channels = int(state[f"up_recon.UPNet.{upnet[-1]}.weight"].shape[0])
+    if len(upnet) != 2:  # one convolution per pixel-shuffle step, then the output convolution
+        scales = [s for s, factors in SHUFFLE_FACTORS.items() if len(factors) + 1 == len(upnet)]
+        if not scales:
+            raise CheckpointError(f"Unexpected upsampler with {len(upnet)} convolutions (up_recon.UPNet).")
+        return out_channels, scales[0]
+    # x2 and x3 both have one shuffle step: its convolution's width tells them apart (C * r * r)
+    width = state["up_recon.UPNet.0.weight"].shape[0]
+    scale = int(round((width / num_features) ** 0.5))
+    if scale * scale * num_features != width:
+        raise CheckpointError(
+            f"Tensor 'up_recon.UPNet.0.weight' has {width} output channels, "
+            f"which is not num_features ({num_features}) times a square scale."
+        )
+    return out_channels, scale
+
+
+def _detect_attention_ratio(conv_dc: np.ndarray, num_features: int, default: int) -> int:
+    """The AsyCA ratio r with num_features // r = the bottleneck width of `AsyCA2_1.conv_dc`."""
+    bottleneck = int(conv_dc.shape[0])
+    if num_features // default == bottleneck:
+        return default
+    if not 1 <= bottleneck <= num_features or num_features // (num_features // bottleneck) != bottleneck:
+        raise CheckpointError(
+            f"Tensor 'AsyCA2_1.conv_dc.weight' has {bottleneck} output channels: no attention "
+            f"ratio r gives num_features // r = {bottleneck} with num_features = {num_features}."
+        )
+    return num_features // bottleneck
 
 
 def official_layer_map(model) -> dict[str, object]:

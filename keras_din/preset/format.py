@@ -303,7 +303,8 @@ def verify_weights(folder: Path, metadata: dict) -> Path:
 
 
 def weights_parameter_count(path: Path) -> int:
-    """The number of weights stored in a Keras `.weights.h5` file, read from its tensor shapes (no tensor is read).
+    """The number of model weights stored in a Keras `.weights.h5` file, read from its tensor shapes (no tensor
+    is read); an optimizer's state saved beside them (`optimizer/`) is not counted.
 
     Raises `PresetError` naming the file when it is not a readable HDF5 weights file.
     """
@@ -311,9 +312,9 @@ def weights_parameter_count(path: Path) -> int:
 
     total = 0
 
-    def count(_, item):
+    def count(name, item):
         nonlocal total
-        if isinstance(item, h5py.Dataset):
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
             total += int(item.size)
 
     try:
