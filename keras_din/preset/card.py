@@ -36,7 +36,7 @@ class TrainingRecord:
 
     Example:
     >>> record = TrainingRecord.from_metadata({"command": "keras-din train c.json", "epochs_done": 2,
-    ...     "steps": 500, "patches_seen": 8000, "data": ["../shared/datasets/T91/HR"]})
+    ...     "steps": 500, "patches_seen": 8000, "data": ["datasets/T91/HR"]})
     >>> record.data_names()
     ['T91']
     """
