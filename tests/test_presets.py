@@ -14,6 +14,7 @@ import pytest
 
 import keras_din
 from keras_din.evaluate import RESTORATION_TASKS
+from keras_din.restore import restore_array
 from keras_din.preset import PresetError, preset_config
 from keras_din.preset import registry as preset_registry
 from keras_din.preset.card import model_card
@@ -204,3 +205,19 @@ def test_top_readme_gives_the_restoration_presets_measured_scores():
 def test_preset_folders_are_up_to_date():
     """Builds every paper-size model: config.json and parameter counts as `tools/make_preset_folders.py` writes them."""
     assert load_tool("make_preset_folders").main(["--check"]) == 0
+
+
+def test_a_loaded_preset_has_exactly_its_files_weights_and_trains_and_restores():
+    """`from_preset` (on JAX: built with its initializers deferred) equals a plain build + `load_weights`."""
+    info = get_preset(keras_din.DEFAULT_PRESET)
+    fast = keras_din.DIN.from_preset(info.name)
+    plain = keras_din.DIN.from_config(info.architecture_config())
+    plain.load_weights(info.folder() / "model.weights.h5")
+    for a, b in zip(fast.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    image = np.random.default_rng(0).random((12, 10, 3)).astype("float32")
+    np.testing.assert_allclose(restore_array(fast, image), restore_array(plain, image), atol=1e-6)
+    fast.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae")
+    before = fast.get_weights()[0].copy()
+    fast.fit(image[None], np.zeros((1, 24, 20, 3), "float32"), epochs=1, verbose=0)
+    assert not np.array_equal(before, fast.get_weights()[0])
