@@ -14,11 +14,11 @@ import pytest
 
 import keras_din
 from keras_din.evaluate import RESTORATION_TASKS
-from keras_din.restore import restore_array
 from keras_din.preset import PresetError, preset_config
 from keras_din.preset import registry as preset_registry
 from keras_din.preset.card import model_card
 from keras_din.preset.registry import PRESETS, get_preset
+from keras_din.restore import restore_array
 
 from conftest import PAPER_CONFIGS, REPO
 
