@@ -157,6 +157,24 @@ def test_non_tensor_entry_is_named(tmp_path):
         keras_din.convert_official_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (torch.tensor(1.0), "'feat_conv.weight' is a scalar, not a weight tensor"),
+        (torch.eye(3).to_sparse(), "'feat_conv.weight' is not a dense float tensor"),
+        (torch.tensor([1.0, float("nan")]), "'feat_conv.weight' holds NaN or Inf values"),
+        (torch.tensor([float("inf")]), "'feat_conv.weight' holds NaN or Inf values"),
+    ],
+)
+def test_scalar_sparse_and_non_finite_tensors_are_named(tmp_path, entry, message):
+    state = {k: torch.from_numpy(v) for k, v in _state("conference_x2").items()}
+    state["feat_conv.weight"] = entry
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=message):
+        keras_din.convert_official_checkpoint(path)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         keras_din.convert_official_checkpoint(tmp_path / "nowhere.pth")

@@ -97,13 +97,25 @@ def _read_torch(path: Path) -> dict:
 
 
 def _to_numpy(value, name: str, path: Path) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        array = value
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):
-        array = value.detach().cpu().float().numpy()
-    else:
-        raise CheckpointError(f"{str(path)!r}: entry {name!r} is a {type(value).__name__}, not a tensor.")
-    return np.asarray(array, dtype=np.float32)
+    """One checkpoint entry as a float32 array: a dense tensor of at least one dimension, every value finite."""
+    where = f"{str(path)!r}: entry {name!r}"
+    try:
+        if isinstance(value, np.ndarray):
+            array = np.asarray(value, dtype=np.float32)
+        elif hasattr(value, "detach") and hasattr(value, "numpy"):
+            array = np.asarray(value.detach().cpu().float().numpy(), dtype=np.float32)
+        else:
+            raise CheckpointError(f"{where} is a {type(value).__name__}, not a tensor.")
+    except (RuntimeError, TypeError, ValueError) as error:  # e.g. a sparse or quantised torch tensor
+        raise CheckpointError(f"{where} is not a dense float tensor ({error}).") from None
+    if array.ndim == 0:
+        raise CheckpointError(f"{where} is a scalar, not a weight tensor.")
+    if not np.isfinite(array).all():
+        raise CheckpointError(
+            f"{where} holds NaN or Inf values: the checkpoint is corrupt or its training diverged; "
+            "convert an earlier checkpoint."
+        )
+    return array
 
 
 def detect_config(state: dict[str, np.ndarray]) -> dict:
