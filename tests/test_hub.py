@@ -210,6 +210,17 @@ def test_upload_refuses_a_broken_folder_before_sending_anything(hub, tiny, tmp_p
     assert hub.requests == []
 
 
+def test_upload_offline_or_unreachable_is_a_preset_error(tiny, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # huggingface_hub raises OfflineModeIsEnabled
+    with pytest.raises(PresetError, match="Uploading .* failed"):
+        keras_din.upload_preset(HANDLE, tiny["folders"][0], token="hf_test_token")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(PresetError, match="Uploading .* failed"):
+        keras_din.upload_preset(HANDLE, tiny["folders"][0], token="hf_test_token")
+
+
 @pytest.mark.parametrize("handle", ["hf://", "hf://owner", "hf://owner/", "hf://a/b/c", "hf://owner/repo@"])
 def test_malformed_handles_are_refused(handle):
     with pytest.raises(PresetError, match="not a Hugging Face preset handle: write hf://owner/repo"):

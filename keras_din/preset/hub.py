@@ -109,7 +109,7 @@ def download_preset(handle: str, include_weights: bool = True, cache_dir: str | 
         ) from error
     except EntryNotFoundError as error:
         raise PresetError(f"{where}: a file the repo lists could not be downloaded: {error}") from error
-    except (HfHubHTTPError, OSError) as error:
+    except (HfHubHTTPError, OSError, ValueError) as error:  # ValueError: huggingface_hub's HFValidationError
         raise PresetError(f"{where}: the download failed: {error}") from error
     try:
         for name in (CONFIG_FILE, METADATA_FILE):
@@ -211,6 +211,8 @@ def upload_preset(
         commit = api.create_commit(
             repo_id, operations, commit_message=commit_message or f"Upload keras-din preset {folder.name}"
         )
-    except HfHubHTTPError as error:
-        raise PresetError(f"Uploading {str(folder)!r} to {handle} ({api.endpoint}) failed: {error}") from error
+    except Exception as error:  # noqa: BLE001 - HTTP, connection (httpx), offline-mode and validation errors
+        # differ between huggingface_hub versions and transports: each is named, never a bare traceback.
+        failure = f"{type(error).__name__}: {error}"
+        raise PresetError(f"Uploading {str(folder)!r} to {handle} ({api.endpoint}) failed ({failure}).") from error
     return f"{HF_SCHEME}{repo_id}@{commit.oid}"
