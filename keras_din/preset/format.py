@@ -196,7 +196,18 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
     if "weights" in (metadata or {}):
         raise PresetError('save_to_preset records the "weights" entry of metadata.json itself; leave it out.')
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_preset(model, folder, metadata)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a failed save (e.g. a full disk) leaves nothing behind
+        raise
+    return folder
+
+
+def _write_preset(model, folder: Path, metadata: dict | None) -> None:
     with staging_folder(folder, "preset") as staging:
         model.save_weights(staging / WEIGHTS_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(preset_config(model), indent=2) + "\n")
@@ -217,7 +228,6 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
         # Weights first, metadata last: a folder whose metadata is present is complete.
         for name in (WEIGHTS_FILE, CONFIG_FILE, METADATA_FILE):
             os.replace(staging / name, folder / name)
-    return folder
 
 
 def read_preset_json(folder: Path, name: str) -> dict:
