@@ -23,7 +23,7 @@ import keras
 from keras_din.evaluate import evaluate, evaluate_restoration, format_restoration_table, format_table
 from keras_din.model import DIN
 from keras_din.preset.registry import get_preset
-from keras_din.train import committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
+from keras_din.train import STATE_FILE, committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
 from tools import make_preset_folders
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(config_path)
     run = Path(config["output_dir"])
     run = run if run.is_absolute() else REPO / run
-    state = json.loads((run / "state.json").read_text())
     checkpoint = committed_checkpoint(run)
     if checkpoint is None:
         raise SystemExit(f"{run} holds no finished epoch: train first (`keras-din train {config_path}`).")
+    state = json.loads((run / STATE_FILE).read_text())
     trained = keras.saving.load_model(checkpoint, compile=False)
     model = DIN.from_config(info.architecture_config())
     model.set_weights(trained.get_weights())

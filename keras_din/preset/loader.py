@@ -9,6 +9,7 @@ imports the preset layer and never the other way round.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -54,27 +55,23 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
                 f"has {expected:,}: the config and the weights do not belong together, nothing was built. "
                 "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
             )
-    arguments = {**config["config"], **overrides}
+    defer = weights is not None and keras.backend.backend() == "jax"
     try:
-        if weights is not None and keras.backend.backend() == "jax":
-            return _jax_build_and_load(cls, arguments, weights)
-        model = cls.from_config(arguments)
+        with keras.StatelessScope(initialize_variables=False) if defer else contextlib.nullcontext():
+            model = cls.from_config({**config["config"], **overrides})
     except (TypeError, ValueError) as error:
-        if isinstance(error, PresetError):
-            raise
         raise PresetError(
             f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}"
         ) from None
     if weights is not None:
-        _load_weights(model, weights)
+        try:
+            model.load_weights(weights)
+        except ValueError as error:
+            raise PresetError(f"{str(weights)!r} does not fit the network of its config.json: {error}") from None
+        finally:
+            if defer:
+                _forget_assigned_variables()
     return model
-
-
-def _load_weights(model, weights: Path) -> None:
-    try:
-        model.load_weights(weights)
-    except ValueError as error:
-        raise PresetError(f"{str(weights)!r} does not fit the network of its config.json: {error}") from None
 
 
 # === Backend-specific code ===========================================================
@@ -85,19 +82,13 @@ def _load_weights(model, weights: Path) -> None:
 # file's values directly. TensorFlow and torch variables cannot be assigned before they exist.
 
 
-def _jax_build_and_load(cls, arguments: dict, weights: Path):
+def _forget_assigned_variables() -> None:
+    """Takes the variables the weights file assigned off Keras' pending list, or the next StatelessScope would
+    initialise them again (and refuse: "already initialized"); any the file lacks stay on it."""
     from keras.src.backend.common import global_state  # Keras' list of variables still to initialise
 
-    with keras.StatelessScope(initialize_variables=False):
-        model = cls.from_config(arguments)
-    try:
-        _load_weights(model, weights)
-    finally:
-        # Assigned variables must leave Keras' pending list, or the next StatelessScope would
-        # initialise them again (and refuse: "already initialized"); any the file lacks stay on it.
-        pending = global_state.get_global_attribute("uninitialized_variables") or []
-        global_state.set_global_attribute("uninitialized_variables", [v for v in pending if v._value is None])
-    return model
+    pending = global_state.get_global_attribute("uninitialized_variables") or []
+    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if v._value is None])
 
 
 def _expected_parameters(folder: Path, arguments: dict) -> int | None:
