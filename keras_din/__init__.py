@@ -22,6 +22,7 @@ _EXPORTS = {
     "KerasDinError": "keras_din.errors",
     "ConfigError": "keras_din.errors",
     "ImageError": "keras_din.errors",
+    "StorageError": "keras_din.errors",
     "TrainingError": "keras_din.train",
     "PresetError": "keras_din.preset",
     "ExportError": "keras_din.export",

@@ -22,3 +22,8 @@ class ConfigError(KerasDinError, ValueError):
 
 class ImageError(KerasDinError, ValueError):
     """An image file that cannot be read or written; the message names the file and the reason."""
+
+
+class StorageError(KerasDinError, OSError):
+    """A file that cannot be written where it was asked for (e.g. too little free disk space);
+    the message names the folder, what is needed and what to do."""

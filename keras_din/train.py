@@ -37,11 +37,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_din._io.atomic import atomic_path, write_text_atomic
+from keras_din._io.atomic import atomic_path, require_free_space, write_text_atomic
 from keras_din.data import SRPatchDataset
 from keras_din.errors import ConfigError, KerasDinError
 from keras_din.metrics import YPSNR
 from keras_din.model import DIN
+from keras_din.preset.format import saved_size
 
 DEFAULTS = {
     "model": {"version": "conference", "scale": 2},
@@ -286,6 +287,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         if not _finite(logs):
             return  # never replace the last good checkpoint with a diverged one
         name = f"checkpoint-{epoch + 1:04d}.keras"
+        variables = [*self.model.weights, *self.model.optimizer.variables]
+        require_free_space(self.folder, saved_size(variables), f"the checkpoint {name}")
         with atomic_path(self.folder / name) as temporary:
             self.model.save(temporary)
         state = {

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -25,8 +26,11 @@ import pytest
 from huggingface_hub import constants
 
 import keras_din
+from keras_din._io.atomic import require_free_space
+from keras_din.errors import StorageError
 from keras_din.preset import MAX_WEIGHTS_BYTES, PresetError, save_to_preset
 
+from conftest import OFFICIAL
 from test_hub import hub  # noqa: F401  (the fixture: a Hub on 127.0.0.1)
 from test_presets import tiny_din
 
@@ -449,3 +453,40 @@ def test_upload_sends_the_folders_own_files(hub, tmp_path, preset_files, victims
     assert sorted(files) == [".gitattributes", "README.md", "config.json", "metadata.json", WEIGHTS]
     assert files[WEIGHTS] == preset_files[WEIGHTS]
     assert keras_din.DIN.from_preset(pinned).count_params() > 0
+
+
+@contextmanager
+def _small_disk(path: Path, size: str):
+    """A real `size` tmpfs at `path` (needs mount rights: root in a container; skipped elsewhere)."""
+    path.mkdir()
+    if (
+        sys.platform != "linux"
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("mounting a small tmpfs needs root (a CI container has it)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_free_space_is_measured_on_the_folder_or_its_nearest_parent(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    require_free_space(tmp_path / "not" / "yet", 1, "a note")
+    with pytest.raises(StorageError, match=r"Not enough free space in .* to write a model: it needs about"):
+        require_free_space(tmp_path / "not" / "yet", free + (1 << 30), "a model")
+
+
+def test_saving_a_preset_to_a_full_disk_is_a_named_error_that_leaves_nothing(tmp_path):
+    checkpoint = OFFICIAL / "conference_x2.pth"
+    with _small_disk(tmp_path / "disk", "512k") as disk:  # less than any preset with its 1 MiB margin
+        with pytest.raises(StorageError, match="the weights of preset"):
+            save_to_preset(tiny_din(0), disk / "preset")
+        assert list(disk.iterdir()) == []
+        command = [sys.executable, "-m", "keras_din", "convert", str(checkpoint), str(disk / "converted")]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        assert list(disk.iterdir()) == []
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.count("\n") == 1 and "Not enough free space" in completed.stderr

@@ -15,6 +15,36 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_din.errors import StorageError
+
+
+def require_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Raises `StorageError` before a write of about `needed` bytes into `folder` that cannot fit.
+
+    Checked before writing, because a weights file that runs out of space midway can crash the
+    HDF5 library instead of raising. `folder` (or its nearest existing parent) is measured.
+
+    Example:
+    >>> require_free_space("/tmp", 1, "a note")
+    >>> require_free_space("/tmp", 2**62, "a huge file")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_din.errors.StorageError: Not enough free space in '/tmp' to write a huge file: ...
+    """
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise StorageError(
+            f"Not enough free space in {str(existing)!r} to write {what}: it needs about "
+            f"{_mib(needed)} and {_mib(free)} is free. Free some space or choose another folder."
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
 
 def _usual_permissions(path: str | os.PathLike) -> None:
     """`mkstemp` makes files 0600; give the permissions a plain `open()` would (0666 less the umask)."""

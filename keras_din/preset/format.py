@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import keras
 
-from keras_din._io.atomic import staging_folder
+from keras_din._io.atomic import require_free_space, staging_folder
 from keras_din.errors import KerasDinError
 from keras_din.version import __version__
 
@@ -207,7 +208,24 @@ def save_to_preset(model, folder: str | os.PathLike, metadata: dict | None = Non
     return folder
 
 
+def saved_size(variables) -> int:
+    """About how many bytes a file holding `variables` takes: their data plus 1 MiB of HDF5/zip structure.
+
+    Example:
+    >>> import keras
+    >>> saved_size([keras.Variable(keras.ops.zeros((256, 1024)))])  # 1 MiB of float32 + 1 MiB
+    2097152
+    """
+    return (1 << 20) + sum(math.prod(v.shape) * _itemsize(v.dtype) for v in variables)
+
+
+def _itemsize(dtype) -> int:
+    bits = re.search(r"\d+", keras.backend.standardize_dtype(dtype))  # "float32" -> 32, "bool" -> none
+    return int(bits.group()) // 8 if bits else 1
+
+
 def _write_preset(model, folder: Path, metadata: dict | None) -> None:
+    require_free_space(folder, saved_size(model.weights), f"the weights of preset {str(folder)!r}")
     with staging_folder(folder, "preset") as staging:
         model.save_weights(staging / WEIGHTS_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(preset_config(model), indent=2) + "\n")
