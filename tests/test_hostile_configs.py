@@ -2,8 +2,11 @@
 do not fit, is refused by name in milliseconds, before any layer is built, on every backend."""
 
 import json
+import shutil
 import time
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -39,14 +42,21 @@ SIZES = ("num_features", "growth_rate", "num_branches", "num_blocks", "in_channe
     ],
 )
 def test_the_parameter_count_from_the_arguments_is_what_keras_builds(config):
-    model = keras_din.DIN(**config)
+    with keras.StatelessScope(initialize_variables=False):  # shapes only: JAX compiles each initializer shape
+        model = keras_din.DIN(**config)
     arguments = {"in_channels": 3, "out_channels": 3, "attention_ratio": model.attention_ratio, **config}
     assert parameter_count(**arguments) == model.count_params()
 
 
-def _preset(tmp_path, **changes):
-    """A real saved tiny preset whose config.json says `changes` (the weights stay the tiny network's)."""
-    folder = tiny_din(3).save_to_preset(tmp_path / "preset")
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One real saved tiny preset, built once: each test edits its own copy."""
+    return tiny_din(3).save_to_preset(tmp_path_factory.mktemp("hostile") / "preset")
+
+
+def _preset(tmp_path, saved, **changes):
+    """A copy of the tiny preset whose config.json says `changes` (the weights stay the tiny network's)."""
+    folder = Path(shutil.copytree(saved, tmp_path / "preset"))
     config = json.loads((folder / "config.json").read_text())
     config["config"].update(changes)
     (folder / "config.json").write_text(json.dumps(config))
@@ -62,8 +72,8 @@ def _refused_quickly(call, error, match):
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("value", [0, 1_000_000_000, "8", 8.0, True])
-def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path, size, value):
-    folder = _preset(tmp_path, **{size: value})
+def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path, saved, size, value):
+    folder = _preset(tmp_path, saved, **{size: value})
     for load_weights in (True, False):
         seconds = _refused_quickly(
             lambda load_weights=load_weights: keras_din.DIN.from_preset(folder, load_weights=load_weights),
@@ -73,9 +83,9 @@ def test_a_config_size_out_of_bounds_is_refused_by_name_before_building(tmp_path
         assert seconds < 0.5  # building even a small DIN takes longer than this on every backend
 
 
-def test_a_network_past_the_parameter_cap_is_refused_though_each_size_is_in_bounds(tmp_path):
+def test_a_network_past_the_parameter_cap_is_refused_though_each_size_is_in_bounds(tmp_path, saved):
     big = {size: MAX_SIZES[size] for size in ("num_features", "growth_rate", "num_branches", "num_blocks")}
-    folder = _preset(tmp_path, **big)
+    folder = _preset(tmp_path, saved, **big)
     seconds = _refused_quickly(
         lambda: keras_din.DIN.from_preset(folder, load_weights=False), PresetError, "parameters, more than"
     )
@@ -84,14 +94,14 @@ def test_a_network_past_the_parameter_cap_is_refused_though_each_size_is_in_boun
         keras_din.DIN(version="conference", scale=2, **big)
 
 
-def test_a_config_that_its_weights_do_not_fit_is_refused_before_building(tmp_path):
-    folder = _preset(tmp_path, num_features=64, growth_rate=32, num_branches=4, num_blocks=5)  # the paper's size
+def test_a_config_that_its_weights_do_not_fit_is_refused_before_building(tmp_path, saved):
+    folder = _preset(tmp_path, saved, num_features=64, growth_rate=32, num_branches=4, num_blocks=5)  # the paper's size
     seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(folder), PresetError, "do not belong together")
     assert seconds < 0.5
 
 
-def test_a_weights_file_that_is_not_hdf5_is_a_preset_error(tmp_path):
-    folder = _preset(tmp_path)
+def test_a_weights_file_that_is_not_hdf5_is_a_preset_error(tmp_path, saved):
+    folder = _preset(tmp_path, saved)
     weights = folder / "model.weights.h5"
     weights.write_bytes(b"not an HDF5 file" * 100)
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -101,8 +111,8 @@ def test_a_weights_file_that_is_not_hdf5_is_a_preset_error(tmp_path):
         keras_din.DIN.from_preset(folder)
 
 
-def test_an_unknown_config_key_is_a_preset_error_naming_the_config(tmp_path):
-    folder = _preset(tmp_path, num_feature=64)
+def test_an_unknown_config_key_is_a_preset_error_naming_the_config(tmp_path, saved):
+    folder = _preset(tmp_path, saved, num_feature=64)
     with pytest.raises(PresetError, match="config.json.*does not describe a buildable DIN"):
         keras_din.DIN.from_preset(folder, load_weights=False)
 
