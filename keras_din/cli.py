@@ -57,7 +57,7 @@ def _presets(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from keras_din.train import train
 
-    train(args.config, resume=not args.restart)
+    train(args.config, resume=not args.restart, minutes=args.minutes)
     return 0
 
 
@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DIN from a JSON config (resumes from its output_dir)")
     train.add_argument("config", help="training config JSON (see keras_din/train.py)")
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    train.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="time budget: stop after the last epoch that fits (committed; run again to resume)",
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="PSNR/SSIM on benchmark sets (SR, denoising, JPEG)")

@@ -32,6 +32,7 @@ import copy
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -418,16 +419,22 @@ def plot_training_log(
     return Path(png_path)
 
 
-def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | str = "auto") -> DIN:
+def train(
+    config: str | os.PathLike | dict, resume: bool = True, verbose: int | str = "auto", minutes: float | None = None
+) -> DIN:
     """Trains a DIN as `config` says; resumes from `output_dir` when a checkpoint is there.
 
-    Returns the trained model. Raises `TrainingError` if the loss becomes NaN (the
-    last good checkpoint is kept).
+    With `minutes`, the run stops after the last epoch that fits in that time (judged by the
+    longest epoch so far; the first epoch always runs), committed as usual: running again
+    resumes there. Returns the trained model. Raises `TrainingError` if the loss becomes NaN
+    (the last good checkpoint is kept).
 
     Example:
     >>> model = train("presets/din_small_x2/train_config.json")  # doctest: +SKIP
     """
     config = load_config(config)
+    if minutes is not None and not (isinstance(minutes, (int, float)) and 0 < minutes < math.inf):
+        raise ConfigError(f"The time budget (--minutes) must be a positive number of minutes, got {minutes!r}.")
     solver = config["solver"]
     out = Path(config["output_dir"])
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
@@ -449,7 +456,7 @@ def train(config: str | os.PathLike | dict, resume: bool = True, verbose: int | 
         _training_data(config, model, initial_epoch),
         epochs=solver["epochs"],
         initial_epoch=initial_epoch,
-        callbacks=_callbacks(config, model, out, initial_epoch, history),
+        callbacks=_callbacks(config, model, out, initial_epoch, history) + ([_TimeBudget(minutes)] if minutes else []),
         verbose=verbose,
         shuffle=False,
     )
@@ -526,6 +533,29 @@ def _callbacks(config: dict, model: DIN, out: Path, initial_epoch: int, history:
         _EpochCheckpoint(out, {"config": config, "backend": keras.backend.backend(), "history": history}),
         _CurvePlot(out / "log.csv", out / "curve.png", solver),
     ]
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops a run, after its epoch is committed, when the next epoch would not end within `minutes`."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self.start = time.monotonic()
+        self.longest = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.longest = max(self.longest, now - self.epoch_start)
+        if now - self.start + self.longest > self.seconds and epoch + 1 < self.params["epochs"]:
+            self.model.stop_training = True
+            print(
+                f"\nTime budget of {self.seconds / 60:g} min: stopping after epoch {epoch + 1} "
+                f"({(now - self.start) / 60:.1f} min, longest epoch {self.longest / 60:.1f} min); run again to resume."
+            )
 
 
 def _segment(from_epoch: int, backend: str | None, solver: dict) -> dict:

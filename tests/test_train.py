@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_din.errors import ConfigError
 from keras_din.train import TrainingError, build_model, load_config, train
 
 from conftest import DATASETS, REPO
@@ -71,6 +72,25 @@ def test_resume_continues_where_it_stopped(full_run, tmp_path):
     assert len(json.loads((tmp_path / "state.json").read_text())["history"]) == 1  # nothing changed
     for a, b in zip(_weights(resumed), _weights(full_model)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_time_budget_stops_after_a_committed_epoch_and_the_run_resumes(full_run, tmp_path, capsys):
+    _, full_model = full_run
+    stopped = train(_config(tmp_path), verbose=0, minutes=1e-4)  # 6 ms: less than any epoch
+    assert "stopping after epoch 1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "state.json").read_text())["epochs_done"] == 1
+    assert int(keras.ops.convert_to_numpy(stopped.optimizer.iterations)) == 6
+    resumed = train(_config(tmp_path), verbose=0, minutes=60)  # an ample budget runs to the end
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 18
+    for a, b in zip(_weights(resumed), _weights(full_model)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("minutes", [0, -1, float("nan"), float("inf"), "5"])
+def test_a_bad_time_budget_is_refused_before_anything_is_written(tmp_path, minutes):
+    with pytest.raises(ConfigError, match="--minutes"):
+        train(_config(tmp_path), verbose=0, minutes=minutes)
+    assert not tmp_path.joinpath("config.json").exists()
 
 
 _KILL_BETWEEN_WRITES = """
