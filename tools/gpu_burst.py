@@ -123,7 +123,8 @@ def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVI
              "-d", str(burst / "wheels"), *WHEELS],
             check=True,
         )  # fmt: skip
-    budget = limit - _travelling_bytes(root) - (1 << 20)  # 1 MiB for the config written below
+    wheel_bytes = sum(p.stat().st_size for p in burst.rglob("*") if p.is_file())
+    budget = limit - _travelling_bytes(root) - wheel_bytes - (1 << 20)  # 1 MiB for the config written below
     data = dict(config["data"])
     if data["val"]:
         (val,), used = _pack_images([list_images(root / data["val"])], burst / "val", budget)
@@ -138,7 +139,9 @@ def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVI
     burst_config = dict(config, data=data, solver=solver, init_from=None)
     write_text_atomic(burst / "config.json", json.dumps(burst_config, indent=2) + "\n")
     print(
-        f"{burst}: {packed} of {total} training images, {_travelling_bytes(root) / 2**20:.1f} MiB travel with it; "
+        f"{burst}: {packed} of {total} training images; with the working tree "
+        f"{(_travelling_bytes(root) + sum(p.stat().st_size for p in burst.rglob('*') if p.is_file())) / 2**20:.1f} MiB "
+        "travel; "
         f"on the device: bash {burst.name}/run.sh MINUTES (carry {burst.name!r})"
     )
     return burst
