@@ -8,6 +8,8 @@ import torch
 from keras_din import layers
 from keras_din.layers import RDB, WRDB, AsyCA, BilinearUpsample, InterleavedBlock, Upsampler, pixel_shuffle
 
+from harness import run_layer_test
+
 RNG = np.random.default_rng(0)
 
 
@@ -19,54 +21,26 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
+# name: (factory taking data_format/dtype, NHWC input shapes, NHWC output shape)
 LAYER_CASES = {
-    "rdb": (lambda df: RDB(6, 3, data_format=df), [(2, 5, 7, 6)]),
-    "wrdb": (lambda df: WRDB(6, 2, data_format=df), [(1, 4, 6, 6)]),
-    "asyca": (lambda df: AsyCA(8, ratio=4, data_format=df), [(2, 5, 3, 8), (2, 5, 3, 8)]),
+    "rdb": (lambda **kw: RDB(6, 3, **kw), [(2, 5, 7, 6)], (2, 5, 7, 6)),
+    "wrdb": (lambda **kw: WRDB(6, 2, **kw), [(1, 4, 6, 6)], (1, 4, 6, 6)),
+    "asyca": (lambda **kw: AsyCA(8, ratio=4, **kw), [(2, 5, 3, 8), (2, 5, 3, 8)], (2, 5, 3, 8)),
     "interleaved": (
-        lambda df: InterleavedBlock(8, 2, attention_ratio=8, data_format=df),
+        lambda **kw: InterleavedBlock(8, 2, attention_ratio=8, **kw),
         [(1, 3, 4, 8), (1, 3, 4, 8)],
+        (1, 3, 4, 8),
     ),
-    "upsampler_x3": (lambda df: Upsampler(4, 3, out_channels=2, data_format=df), [(1, 3, 5, 4)]),
-    "upsampler_x8": (lambda df: Upsampler(4, 8, out_channels=3, data_format=df), [(1, 2, 3, 4)]),
-    "upsampler_x1": (lambda df: Upsampler(4, 1, out_channels=3, data_format=df), [(1, 2, 3, 4)]),
-    "bilinear_x3": (lambda df: BilinearUpsample(3, data_format=df), [(2, 4, 5, 3)]),
+    "upsampler_x3": (lambda **kw: Upsampler(4, 3, out_channels=2, **kw), [(1, 3, 5, 4)], (1, 9, 15, 2)),
+    "upsampler_x8": (lambda **kw: Upsampler(4, 8, out_channels=3, **kw), [(1, 2, 3, 4)], (1, 16, 24, 3)),
+    "upsampler_x1": (lambda **kw: Upsampler(4, 1, out_channels=3, **kw), [(1, 2, 3, 4)], (1, 2, 3, 3)),
+    "bilinear_x3": (lambda **kw: BilinearUpsample(3, **kw), [(2, 4, 5, 3)], (2, 12, 15, 3)),
 }
 
 
-def _inputs(shapes):
-    arrays = [RNG.standard_normal(shape).astype("float32") for shape in shapes]
-    return arrays if len(arrays) > 1 else arrays[0]
-
-
-def _run_with_weights_of(layer, source, x):
-    """Builds `layer` on `x`, gives it `source`'s weights, and returns its output."""
-    layer(x)
-    layer.set_weights(source.get_weights())
-    return _np(layer(x))
-
-
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
-def test_channels_first_matches_channels_last(name):
-    make, shapes = LAYER_CASES[name]
-    x = _inputs(shapes)
-    last = make("channels_last")
-    y_last = _np(last(x))
-    x_first = [_to_first(a) for a in x] if isinstance(x, list) else _to_first(x)
-    y_first = _run_with_weights_of(make("channels_first"), last, x_first)
-    np.testing.assert_allclose(_to_first(y_last), y_first, atol=1e-5, rtol=1e-5)
-    assert y_last.shape == tuple(last.compute_output_shape(shapes if len(shapes) > 1 else shapes[0]))
-
-
-@pytest.mark.parametrize("name", sorted(LAYER_CASES))
-def test_config_round_trip_rebuilds_the_same_layer(name):
-    make, shapes = LAYER_CASES[name]
-    x = _inputs(shapes)
-    layer = make("channels_last")
-    y = _np(layer(x))
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
-    np.testing.assert_array_equal(_run_with_weights_of(clone, layer, x), y)
+def test_each_layer_passes_the_harness_channels_first_included(name):
+    run_layer_test(*LAYER_CASES[name])
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 8), (7, 5)])
@@ -142,20 +116,6 @@ def test_invalid_widths_are_named():
         Upsampler(8, 5)
     with pytest.raises(ValueError, match="data_format"):
         RDB(8, 4, data_format="NHWC")
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_policies(policy):
-    x = RNG.random((1, 6, 5, 8)).astype("float32")
-    reference = WRDB(8, 4)
-    y32 = _np(reference(x))
-    mixed = WRDB(8, 4, dtype=policy)
-    mixed(x)
-    mixed.set_weights(reference.get_weights())
-    y = mixed(x)
-    assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
-    assert all(w.dtype == "float32" for w in mixed.weights)
-    np.testing.assert_allclose(_np(keras.ops.cast(y, "float32")), y32, atol=0.1, rtol=0.05)
 
 
 def test_public_layers_are_exported():
