@@ -21,6 +21,7 @@ from keras_din.preset.registry import PRESETS, get_preset
 from keras_din.restore import restore_array
 
 from conftest import PAPER_CONFIGS, REPO
+from harness import run_preset_test
 
 NAMES = [f"din_conference_x{s}" for s in (2, 3, 4)] + [f"din_enhanced_x{s}" for s in (2, 3, 4, 8)]
 
@@ -61,6 +62,12 @@ def test_bundled_presets_ship_trained_weights_in_the_package():
         else:
             assert {row["dataset"] for row in metadata["results"]} == {"Set5", "Set14", "B100", "Urban100"}
             assert all(row["psnr"] > row["bicubic_psnr"] for row in metadata["results"])
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_each_bundled_preset_passes_the_harness(name, tmp_path):
+    channels = BUNDLED[name].config.get("in_channels", 3)
+    run_preset_test(name, np.random.default_rng(0).random((1, 12, 10, channels)).astype("float32"), tmp_path)
 
 
 def test_list_presets_rows():
