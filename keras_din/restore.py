@@ -170,19 +170,7 @@ def restore_array(
     """
     tile = check_tiling(tile, overlap)
     pixels, dtype = _to_unit_float(image)
-    grey = pixels.ndim == 2
-    if grey:
-        pixels = pixels[..., None]
-    if pixels.ndim != 3:
-        raise ImageError(f"Expected an H×W or H×W×C image, got an array of shape {np.shape(image)}.")
-    alpha = None
-    if pixels.shape[-1] == 4 and model.in_channels == 3:
-        pixels, alpha = pixels[..., :3], pixels[..., 3]
-    channels = pixels.shape[-1]
-    if channels == 1 and model.in_channels == 3:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    elif channels != model.in_channels:
-        raise ImageError(f"The image has {channels} channels but the model expects {model.in_channels}.")
+    pixels, alpha = _to_model_channels(pixels, model.in_channels, np.shape(image))
 
     def run(batch):
         return _self_ensemble(model, batch) if self_ensemble else _run(model, batch)
@@ -200,15 +188,36 @@ def restore_array(
             f"The model's output has NaN or Inf values (dtype policy {model.dtype_policy.name}): its weights "
             "have diverged, or float16 overflowed. Restore in float32 or mixed_bfloat16, or use other weights."
         )
-    if channels == 1 and output.shape[-1] != 1:
+    return _from_unit_float(_to_image_channels(output, np.shape(image), alpha), dtype)
+
+
+def _to_model_channels(pixels: np.ndarray, in_channels: int, shape: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """An H×W×C float image as the model takes it, and the alpha set aside (RGBA into a colour model).
+
+    Greyscale into a colour model is replicated to three channels."""
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.ndim != 3:
+        raise ImageError(f"Expected an H×W or H×W×C image, got an array of shape {shape}.")
+    alpha = None
+    if pixels.shape[-1] == 4 and in_channels == 3:
+        pixels, alpha = pixels[..., :3], pixels[..., 3]
+    channels = pixels.shape[-1]
+    if channels == 1 and in_channels == 3:
+        return np.repeat(pixels, 3, axis=-1), alpha
+    if channels != in_channels:
+        raise ImageError(f"The image has {channels} channels but the model expects {in_channels}.")
+    return pixels, alpha
+
+
+def _to_image_channels(output: np.ndarray, shape: tuple, alpha: np.ndarray | None) -> np.ndarray:
+    """The model's output in the input's channels (of `shape`): grey averaged back, alpha upscaled by bicubic."""
+    if (len(shape) == 2 or shape[-1] == 1) and output.shape[-1] != 1:
         output = output.mean(axis=-1, keepdims=True)
     if alpha is not None:
         alpha_image = Image.fromarray(alpha.astype(np.float32), mode="F")
         upscaled = np.asarray(alpha_image.resize(output.shape[1::-1], Image.BICUBIC), np.float32)
         output = np.concatenate([output, upscaled[..., None]], axis=-1)
-    if grey:
-        output = output[..., 0]
-    return _from_unit_float(output, dtype)
+    return output[..., 0] if len(shape) == 2 else output
 
 
 def tiles_for(model, image_shape: tuple[int, ...], tile="auto", overlap: int = DEFAULT_OVERLAP) -> int:

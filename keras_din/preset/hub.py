@@ -84,8 +84,33 @@ def download_preset(handle: str, include_weights: bool = True, cache_dir: str | 
     repo_id, revision = parse_handle(handle)
     patterns = [CONFIG_FILE, METADATA_FILE] + ([_WEIGHTS_PATTERN] if include_weights else [])
     where = f"{handle} ({hf_constants.ENDPOINT})"
+    folder = _snapshot(handle, repo_id, revision, patterns, cache_dir, where)
     try:
-        folder = Path(
+        for name in (CONFIG_FILE, METADATA_FILE):
+            if preset_file(folder, name) is None:
+                raise PresetError(f"{where} has no {name}: is {repo_id!r} a keras-din preset repo?")
+        if include_weights:
+            verify_weights(folder, read_preset_json(folder, METADATA_FILE))
+    except CorruptedFileError as error:
+        repo_cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE).expanduser()
+        repo_cache = repo_cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+        if _evict_from_cache(error.path, repo_cache):
+            outcome = "It was removed from the Hugging Face cache: the next call downloads it again."
+        else:
+            outcome = f"Delete {str(error.path)!r} and download it again."
+        corrupted = f"{where}: the downloaded {error.path.name} is corrupted ({error.detail})."
+        raise PresetError(f"{corrupted} {outcome}") from error
+    except PresetError as error:
+        if str(error).startswith(where):
+            raise
+        raise PresetError(f"{where}: {error}") from error
+    return folder
+
+
+def _snapshot(handle: str, repo_id: str, revision: str | None, patterns: list[str], cache_dir, where: str) -> Path:
+    """huggingface_hub's `snapshot_download` of `patterns`, its failures as `PresetError`s naming the repo."""
+    try:
+        return Path(
             huggingface_hub.snapshot_download(
                 repo_id,
                 revision=revision,
@@ -111,26 +136,6 @@ def download_preset(handle: str, include_weights: bool = True, cache_dir: str | 
         raise PresetError(f"{where}: a file the repo lists could not be downloaded: {error}") from error
     except (HfHubHTTPError, OSError, ValueError) as error:  # ValueError: huggingface_hub's HFValidationError
         raise PresetError(f"{where}: the download failed: {error}") from error
-    try:
-        for name in (CONFIG_FILE, METADATA_FILE):
-            if preset_file(folder, name) is None:
-                raise PresetError(f"{where} has no {name}: is {repo_id!r} a keras-din preset repo?")
-        if include_weights:
-            verify_weights(folder, read_preset_json(folder, METADATA_FILE))
-    except CorruptedFileError as error:
-        repo_cache = Path(cache_dir if cache_dir is not None else hf_constants.HF_HUB_CACHE).expanduser()
-        repo_cache = repo_cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-        if _evict_from_cache(error.path, repo_cache):
-            outcome = "It was removed from the Hugging Face cache: the next call downloads it again."
-        else:
-            outcome = f"Delete {str(error.path)!r} and download it again."
-        corrupted = f"{where}: the downloaded {error.path.name} is corrupted ({error.detail})."
-        raise PresetError(f"{corrupted} {outcome}") from error
-    except PresetError as error:
-        if str(error).startswith(where):
-            raise
-        raise PresetError(f"{where}: {error}") from error
-    return folder
 
 
 def _evict_from_cache(snapshot_file: Path, repo_cache: Path) -> bool:
