@@ -220,27 +220,61 @@ def build_model(config: dict) -> DIN:
     """The DIN of `config["model"]`, initialised from `config["init_from"]` where given.
 
     Fine-tuning copies every layer whose name and weight shapes match (e.g. the whole
-    body of an ×2 preset into an ×4 model, whose upsampler then starts fresh).
+    body of an ×2 preset into an ×4 model, whose upsampler then starts fresh). A colour
+    source initialises a greyscale model exactly: its first convolution's kernel is summed
+    over the three input channels and its last convolution averaged over the three outputs,
+    so the grey model computes the colour model's mean output on the grey image repeated.
+    `init_from` is a preset (name, folder, `hf://`) or a `.keras` file (a training checkpoint).
     """
     solver = config["solver"]
     keras.utils.set_random_seed(int(config["data"]["seed"]))  # reproducible initial weights
     model = DIN(**config["model"], dtype=solver["mixed_precision"])
     if config["init_from"]:
-        source = DIN.from_preset(config["init_from"])
+        source = _init_source(str(config["init_from"]))
+        fold = (source.in_channels, model.in_channels) == (3, 1)
         copied = 0
         for layer in model.layers:
             try:
                 other = source.get_layer(layer.name)
             except ValueError:
                 continue
-            weights = other.get_weights()
-            if weights and [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+            weights = [_fitted(w, tuple(v.shape), fold) for w, v in zip(other.get_weights(), layer.weights)]
+            if weights and len(weights) == len(layer.weights) and all(w is not None for w in weights):
                 layer.set_weights(weights)
                 copied += 1
         if not copied:
             raise ConfigError(f"init_from {config['init_from']!r} shares no layer with this model's shapes.")
         print(f"Initialised {copied} of {len(model.layers)} layers from {config['init_from']}")
     return model
+
+
+def _init_source(init_from: str) -> DIN:
+    if not init_from.endswith(".keras"):
+        return DIN.from_preset(init_from)
+    try:
+        source = keras.saving.load_model(init_from, compile=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise ConfigError(f"init_from {init_from!r} is not a readable .keras checkpoint: {error}") from None
+    if not isinstance(source, DIN):
+        raise ConfigError(f"init_from {init_from!r} holds a {type(source).__name__}, not a keras_din.DIN.")
+    return source
+
+
+def _fitted(weight: np.ndarray, shape: tuple, fold: bool) -> np.ndarray | None:
+    """`weight` for a variable of `shape`: as it is, folded from colour to grey (`fold`), or `None`."""
+    if weight.shape == shape:
+        return weight
+    if not fold:
+        return None
+    if (
+        weight.ndim == 4
+        and weight.shape[:2] + weight.shape[3:] == shape[:2] + shape[3:]
+        and (weight.shape[2], shape[2]) == (3, 1)
+    ):
+        return weight.sum(axis=2, keepdims=True)  # the first convolution sees the grey value in each channel
+    if weight.shape[:-1] == shape[:-1] and (weight.shape[-1], shape[-1]) == (3, 1):
+        return weight.mean(axis=-1, keepdims=True)  # the last convolution (kernel or bias): the mean of R, G, B
+    return None
 
 
 def _finite(logs: dict) -> bool:

@@ -201,6 +201,23 @@ def test_fine_tuning_x4_from_an_x2_body(full_run, tmp_path):
     assert x4.scale == 4
 
 
+def test_a_colour_checkpoint_initialises_a_grey_model_exactly(tmp_path):
+    same_size = {"version": "enhanced", "scale": 1, "num_features": 8, "growth_rate": 4, "num_branches": 2,
+                 "num_blocks": 1}  # fmt: skip
+    colour = build_model(load_config({**_config(tmp_path), "model": same_size}))
+    colour.save(tmp_path / "colour.keras")
+    config = _config(tmp_path / "grey")
+    config["model"] = {**same_size, "in_channels": 1, "out_channels": 1}
+    config["init_from"] = str(tmp_path / "colour.keras")
+    grey = build_model(load_config(config))
+    x = np.random.default_rng(0).random((1, 9, 7, 1)).astype("float32")
+    expected = keras.ops.convert_to_numpy(colour(np.repeat(x, 3, axis=-1))).mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grey(x)), expected, atol=1e-5)
+    config["init_from"] = str(tmp_path / "missing.keras")
+    with pytest.raises(ConfigError, match="missing.keras"):
+        build_model(load_config(config))
+
+
 def test_mixed_precision_switch(tmp_path):
     config = _config(tmp_path, mixed_precision="mixed_bfloat16", epochs=1)
     config["data"]["val"] = None

@@ -1,0 +1,157 @@
+"""The main job, whole process, side by side: `keras-din restore` on each backend against the authors' script.
+
+    python benchmarks/end_to_end.py --official-repo PATH [--backends tensorflow,jax,torch] [--threads 2]
+                                    [--data ../shared/datasets] [--out benchmarks/results]
+
+Each job is one fresh process, timed from start to exit (wall clock) with its peak RSS
+(`ru_maxrss` of the child), all in one run, one after the other, with the same thread count:
+
+* `single`: one 160×120 PNG → 640×480 with a paper-size conference ×4 network (random weights,
+  converted with `keras-din convert` beforehand, not timed), whole image (`--tile none`);
+* `folder`: ten such PNGs (crops of B100 images) in one call; the authors' script loops over them;
+* `default_512`: the default preset (`din_small_x2`) on one 512×512 photo (keras-din only).
+
+The authors' side is the plain script a user of their repository would write (import torch and
+their network from the checkout given at run time, build, `load_state_dict`, read each PNG with
+Pillow, forward under `torch.no_grad()`, write PNG); nothing of theirs is copied here. Results
+go to `OUT/end_to_end.json` and `OUT/end_to_end.md` with the machine's description (CPU flags,
+TensorFlow's oneDNN state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from _machine import describe_machine
+from _official import build_official_din
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+CONFIG = {"version": "conference", "scale": 4, "num_features": 64, "growth_rate": 32}
+
+_AUTHORS_SCRIPT = """
+import sys, time
+import numpy as np, torch
+from PIL import Image
+sys.path.insert(0, sys.argv[1] + "/Conference_version")
+from networks.din_arch import DIN
+net = DIN(in_channels=3, out_channels=3, num_features=64, growthrate=32, upscale_factor=4)
+net.load_state_dict(torch.load(sys.argv[2], map_location="cpu"))
+net.eval()
+for source in sys.argv[4:]:
+    x = torch.from_numpy(np.asarray(Image.open(source).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = net(x)
+    out = (y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(out).save(sys.argv[3] + "/" + source.rsplit("/", 1)[-1])
+"""
+
+
+def _timed(command: list[str], env: dict) -> dict:
+    """Runs `command` to completion: its wall time and its own peak RSS (`wait4` gives that child's usage)."""
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read().decode(errors='replace')[-3000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+
+
+def _inputs(data: Path, work: Path) -> dict[str, list[Path]]:
+    """Ten 160×120 crops of B100 images, and one 512×512 crop of the first, as PNG files."""
+    folder = work / "inputs"
+    folder.mkdir()
+    sources = sorted((data / "B100" / "HR").glob("*.png"))[:10]
+    crops = []
+    for index, source in enumerate(sources):
+        with Image.open(source) as image:
+            crops.append(folder / f"photo{index:02d}.png")
+            image.convert("RGB").crop((0, 0, 160, 120)).save(crops[-1])
+    with Image.open(sources[0]) as image:
+        big = work / "photo512.png"
+        image.convert("RGB").resize((512, 512), Image.BICUBIC).save(big)
+    return {"single": crops[:1], "folder": crops, "default_512": [big]}
+
+
+def _checkpoint(repo: Path, work: Path) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    net = build_official_din(repo, CONFIG["version"], CONFIG["scale"], 64, 32, 3, 3)
+    path = work / "conference_x4_random.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official-repo", required=True, help="a checkout of github.com/lifengshiwo/DIN")
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    repo = Path(args.official_repo).resolve()
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "PYTHONUNBUFFERED": "1"}
+    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"
+
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        inputs = _inputs(Path(args.data), work)
+        checkpoint = _checkpoint(repo, work)
+        preset = work / "conference_x4"
+        subprocess.run([sys.executable, "-m", "keras_din", "convert", str(checkpoint), str(preset)], check=True,
+                       env=env, capture_output=True)  # fmt: skip
+        script = work / "authors.py"
+        script.write_text(_AUTHORS_SCRIPT)
+        for job in ("single", "folder"):
+            out = work / f"authors_{job}"
+            out.mkdir()
+            files = [str(p) for p in inputs[job]]
+            result = _timed([sys.executable, str(script), str(repo), str(checkpoint), str(out), *files], env)
+            rows.append({"job": job, "runner": "authors (torch, no_grad)", **result})
+            print(rows[-1], flush=True)
+        for backend in args.backends.split(","):
+            for job in ("single", "folder", "default_512"):
+                source = inputs[job][0].parent if job == "folder" else inputs[job][0]
+                model = str(preset) if job != "default_512" else "din_small_x2"
+                command = [sys.executable, "-m", "keras_din", "restore", str(source), "-o",
+                           str(work / f"{backend}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
+                result = _timed(command, {**env, "KERAS_BACKEND": backend})
+                rows.append({"job": job, "runner": f"keras-din restore ({backend})", **result})
+                print(rows[-1], flush=True)
+
+    authors = {row["job"]: row["seconds"] for row in rows if row["runner"].startswith("authors")}
+    for row in rows:
+        if row["job"] in authors:
+            row["x_authors_time"] = round(row["seconds"] / authors[row["job"]], 2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": describe_machine(), "threads": args.threads, "rows": rows}
+    (out / "end_to_end.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["| job | runner | wall s | × authors' time | peak RSS MiB |", "|---|---|---:|---:|---:|"]
+    for row in rows:
+        ratio = row.get("x_authors_time", "—")
+        lines.append(f"| {row['job']} | {row['runner']} | {row['seconds']} | {ratio} | {row['peak_rss_mib']} |")
+    (out / "end_to_end.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
