@@ -61,11 +61,28 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with one of these (and never with
+# TF_ENABLE_ONEDNN_OPTS=0); without them its Conv2D has no NCHW and its CPU kernels are its own.
+_ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+_VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def _tensorflow_onednn(flags: list[str]) -> bool:
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if setting is not None:
+        return setting not in ("0", "false", "False")
+    return any(flag in flags for flag in _ONEDNN_DEFAULT_FLAGS)
+
+
 def describe_machine() -> dict:
-    """CPU model and flags, core counts, memory, load, OS, Python and library versions (no library imported)."""
+    """CPU model and flags, TensorFlow's oneDNN state, core counts, memory, load, OS, Python and library versions
+    (no library imported)."""
+    flags = _cpu_flags()
     return {
         "cpu_model": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_vector_features": [flag for flag in _VECTOR_FLAGS if flag in flags],
+        "tensorflow_onednn": _tensorflow_onednn(flags),
+        "cpu_flags": flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
         "memory_gib": _memory_gib(),

@@ -96,6 +96,30 @@ def _checkpoint(repo: Path, work: Path) -> Path:
     return path
 
 
+def write_report(rows: list[dict], out: Path, threads: int) -> None:
+    """Writes `out/end_to_end.json` and `.md`: wall time, ratio to the authors', peak RSS, and the machine."""
+    authors = {row["job"]: row["seconds"] for row in rows if row["runner"].startswith("authors")}
+    for row in rows:
+        if row["job"] in authors:
+            row["x_authors_time"] = round(row["seconds"] / authors[row["job"]], 2)
+    machine = describe_machine()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "end_to_end.json").write_text(json.dumps({"machine": machine, "threads": threads, "rows": rows}, indent=2))
+    onednn = "on" if machine["tensorflow_onednn"] else "off"
+    lines = [
+        f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, {threads} threads; vector features: "
+        f"{', '.join(machine['cpu_vector_features'])}; TensorFlow oneDNN: {onednn}",
+        "",
+        "| job | runner | wall s | × authors' time | peak RSS MiB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = row.get("x_authors_time", "—")
+        lines.append(f"| {row['job']} | {row['runner']} | {row['seconds']} | {ratio} | {row['peak_rss_mib']} |")
+    (out / "end_to_end.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official-repo", required=True, help="a checkout of github.com/lifengshiwo/DIN")
@@ -136,20 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"job": job, "runner": f"keras-din restore ({backend})", **result})
                 print(rows[-1], flush=True)
 
-    authors = {row["job"]: row["seconds"] for row in rows if row["runner"].startswith("authors")}
-    for row in rows:
-        if row["job"] in authors:
-            row["x_authors_time"] = round(row["seconds"] / authors[row["job"]], 2)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": describe_machine(), "threads": args.threads, "rows": rows}
-    (out / "end_to_end.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| job | runner | wall s | × authors' time | peak RSS MiB |", "|---|---|---:|---:|---:|"]
-    for row in rows:
-        ratio = row.get("x_authors_time", "—")
-        lines.append(f"| {row['job']} | {row['runner']} | {row['seconds']} | {ratio} | {row['peak_rss_mib']} |")
-    (out / "end_to_end.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(rows, Path(args.out), args.threads)
     return 0
 
 
