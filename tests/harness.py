@@ -19,12 +19,14 @@ from keras_din.preset.registry import get_preset
 _RNG = np.random.default_rng(0)
 
 
-def _np(x):
+def to_numpy(x):
+    """A backend tensor (or array) as a numpy array."""
     return keras.ops.convert_to_numpy(x)
 
 
-def _to_first(x):
-    return [_to_first(a) for a in x] if isinstance(x, list) else np.transpose(x, (0, 3, 1, 2))
+def to_first(x):
+    """NHWC arrays (one or a list) as NCHW."""
+    return [to_first(a) for a in x] if isinstance(x, list) else np.transpose(x, (0, 3, 1, 2))
 
 
 def _inputs(shapes: list[tuple]) -> np.ndarray | list[np.ndarray]:
@@ -36,7 +38,7 @@ def _output_with_weights_of(layer, source, x) -> np.ndarray:
     """Builds `layer` on `x`, gives it `source`'s weights, and returns its output."""
     layer(x)
     layer.set_weights(source.get_weights())
-    return _np(layer(x))
+    return to_numpy(layer(x))
 
 
 def run_layer_test(make: Callable[..., keras.layers.Layer], input_shapes: list[tuple], expected_shape: tuple) -> None:
@@ -51,22 +53,23 @@ def run_layer_test(make: Callable[..., keras.layers.Layer], input_shapes: list[t
     """
     x = _inputs(input_shapes)
     layer = make(data_format="channels_last")
-    y = _np(layer(x))
+    y = to_numpy(layer(x))
     assert y.shape == expected_shape
     assert tuple(layer.compute_output_shape(input_shapes if len(input_shapes) > 1 else input_shapes[0])) == y.shape
     symbolic = [keras.Input((None, None, shape[-1]), batch_size=shape[0]) for shape in input_shapes]
     output = make(data_format="channels_last")(symbolic if len(symbolic) > 1 else symbolic[0])
     assert tuple(output.shape) == (expected_shape[0], None, None, expected_shape[-1])
 
-    y_first = _output_with_weights_of(make(data_format="channels_first"), layer, _to_first(x))
-    np.testing.assert_allclose(_to_first(y), y_first, atol=1e-5, rtol=1e-5)
+    y_first = _output_with_weights_of(make(data_format="channels_first"), layer, to_first(x))
+    np.testing.assert_allclose(to_first(y), y_first, atol=1e-5, rtol=1e-5)
 
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
     json.dumps(layer.get_config())  # the config is plain data
     np.testing.assert_array_equal(_output_with_weights_of(clone, layer, x), y)
 
-    _assert_trains(make, input_shapes, x)
+    if layer.trainable_weights:  # a layer without weights (a fixed resampling) has nothing to train
+        _assert_trains(make, input_shapes, x)
 
     mixed = make(data_format="channels_last", dtype="mixed_bfloat16")
     y_mixed = _output_with_weights_of(mixed, layer, x)
@@ -76,26 +79,18 @@ def run_layer_test(make: Callable[..., keras.layers.Layer], input_shapes: list[t
 
 
 def _assert_trains(make, input_shapes, x) -> None:
-    if not _has_weights(make, x):
-        return  # a layer without weights (a fixed resampling) has nothing to train
     inputs = [keras.Input(shape[1:], batch_size=shape[0]) for shape in input_shapes]
     inputs = inputs if len(inputs) > 1 else inputs[0]
     layer = make(data_format="channels_last")
     model = keras.Model(inputs, layer(inputs))
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     target = _RNG.standard_normal(model.output.shape).astype("float32")
-    before = [_np(w) for w in layer.trainable_weights]
+    before = [to_numpy(w) for w in layer.trainable_weights]
     losses = [float(model.train_on_batch(x, target)) for _ in range(4)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
-    changed = [not np.array_equal(_np(w), old) for w, old in zip(layer.trainable_weights, before)]
+    changed = [not np.array_equal(to_numpy(w), old) for w, old in zip(layer.trainable_weights, before)]
     # Weights behind a ReLU that a random init left dead may get no gradient; most must move.
     assert sum(changed) >= 0.5 * len(changed), [w.path for w, c in zip(layer.trainable_weights, changed) if not c]
-
-
-def _has_weights(make, x) -> bool:
-    layer = make(data_format="channels_last")
-    layer(x)
-    return bool(layer.trainable_weights)
 
 
 def run_preset_test(preset: str, x: np.ndarray, tmp_path) -> keras_din.DIN:
@@ -115,15 +110,15 @@ def run_preset_test(preset: str, x: np.ndarray, tmp_path) -> keras_din.DIN:
     json.dumps(config)
     assert keras_din.DIN.from_config(config).get_config() == config
 
-    y = _np(model(x))
+    y = to_numpy(model(x))
     scale = model.scale
     assert y.shape == (x.shape[0], x.shape[1] * scale, x.shape[2] * scale, model.out_channels)
     assert np.isfinite(y).all()
 
     folder = model.save_to_preset(tmp_path / "saved")
-    np.testing.assert_array_equal(_np(keras_din.DIN.from_preset(folder)(x)), y)
+    np.testing.assert_array_equal(to_numpy(keras_din.DIN.from_preset(folder)(x)), y)
     first = keras_din.DIN.from_preset(folder, data_format="channels_first")
-    np.testing.assert_allclose(np.transpose(_np(first(_to_first(x))), (0, 2, 3, 1)), y, atol=1e-4)
+    np.testing.assert_allclose(np.transpose(to_numpy(first(to_first(x))), (0, 2, 3, 1)), y, atol=1e-4)
 
     empty = keras_din.DIN.from_preset(folder, load_weights=False)
     assert empty.get_config() == config and empty.count_params() == model.count_params()

@@ -8,17 +8,9 @@ import torch
 from keras_din import layers
 from keras_din.layers import RDB, WRDB, AsyCA, BilinearUpsample, InterleavedBlock, Upsampler, pixel_shuffle
 
-from harness import run_layer_test
+from harness import run_layer_test, to_first, to_numpy
 
 RNG = np.random.default_rng(0)
-
-
-def _to_first(x):
-    return np.transpose(x, (0, 3, 1, 2))
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 # name: (factory taking data_format/dtype, NHWC input shapes, NHWC output shape)
@@ -56,9 +48,9 @@ def test_pixel_shuffle_is_pytorchs(factor, data_format):
     x = RNG.standard_normal((2, 3 * factor * factor, 4, 5)).astype("float32")  # NCHW
     expected = torch.nn.functional.pixel_shuffle(torch.from_numpy(x), factor).numpy()
     if data_format == "channels_last":
-        y = _to_first(_np(pixel_shuffle(np.transpose(x, (0, 2, 3, 1)), factor, data_format)))
+        y = to_first(to_numpy(pixel_shuffle(np.transpose(x, (0, 2, 3, 1)), factor, data_format)))
     else:
-        y = _np(pixel_shuffle(x, factor, data_format))
+        y = to_numpy(pixel_shuffle(x, factor, data_format))
     np.testing.assert_array_equal(y, expected)
 
 
@@ -69,7 +61,7 @@ def test_bilinear_upsample_is_pytorchs_align_corners_false(factor, size):
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(x), scale_factor=factor, mode="bilinear", align_corners=False
     ).numpy()
-    y = _np(BilinearUpsample(factor, data_format="channels_first")(x))
+    y = to_numpy(BilinearUpsample(factor, data_format="channels_first")(x))
     np.testing.assert_allclose(y, expected, atol=1e-6)
 
 
@@ -95,18 +87,18 @@ def test_asyca_matches_a_numpy_reference_with_floor_bottleneck():
         conv.kernel.assign(RNG.standard_normal(conv.kernel.shape).astype("float32"))
         conv.bias.assign(RNG.standard_normal(conv.bias.shape).astype("float32"))
     w = {
-        f"{n}_{p}": _np(getattr(getattr(layer, f"conv_{n}"), "kernel" if p == "k" else "bias")).reshape(
+        f"{n}_{p}": to_numpy(getattr(getattr(layer, f"conv_{n}"), "kernel" if p == "k" else "bias")).reshape(
             (-1, getattr(layer, f"conv_{n}").filters) if p == "k" else (-1,)
         )
         for n in ("init", "dc", "ic")
         for p in ("k", "b")
     }
-    np.testing.assert_allclose(_np(layer([x1, x2])), _reference_asyca(x1, x2, w), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer([x1, x2])), _reference_asyca(x1, x2, w), atol=1e-5)
 
 
 def test_asyca_of_a_tensor_with_itself_is_the_identity():
     x = RNG.standard_normal((1, 4, 4, 8)).astype("float32")
-    np.testing.assert_array_equal(_np(AsyCA(8, ratio=8)([x, x])), x)
+    np.testing.assert_array_equal(to_numpy(AsyCA(8, ratio=8)([x, x])), x)
 
 
 def test_invalid_widths_are_named():

@@ -51,8 +51,7 @@ def test_bundled_presets_ship_trained_weights_in_the_package():
     for name, info in BUNDLED.items():
         folder = info.folder()
         assert folder == Path(keras_din.__file__).parent / "presets" / name
-        model = keras_din.DIN.from_preset(name)  # checks the weights' SHA-256 too
-        assert model.count_params() == info.parameters and info.weights_available
+        assert info.weights_available  # loading, checksum and parameter count: run_preset_test below
         metadata = json.loads((folder / "metadata.json").read_text())
         if info.config["scale"] == 1:  # same-size restoration: better than its degraded input everywhere
             (task,) = {row["task"] for row in metadata["results"]}

@@ -102,6 +102,10 @@ def _travelling_bytes(root: Path) -> int:
     )
 
 
+def _bytes_in(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVICE_TREE_LIMIT) -> Path:
     """Builds the burst folder `burst` (in the repository root it runs from) for a config's run.
 
@@ -113,6 +117,7 @@ def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVI
     if committed_checkpoint(run) is None:
         raise SystemExit(f"{run} holds no committed epoch: train on CPU first, a burst resumes a run.")
     shutil.rmtree(burst, ignore_errors=True)
+    tree = _travelling_bytes(root)  # measured before the burst exists, which may not be git-ignored
     burst.mkdir()
     (burst / "run.sh").write_text(_RUN_SH)
     if wheels:
@@ -123,8 +128,7 @@ def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVI
              "-d", str(burst / "wheels"), *WHEELS],
             check=True,
         )  # fmt: skip
-    wheel_bytes = sum(p.stat().st_size for p in burst.rglob("*") if p.is_file())
-    budget = limit - _travelling_bytes(root) - wheel_bytes - (1 << 20)  # 1 MiB for the config written below
+    budget = limit - tree - _bytes_in(burst) - (1 << 20)  # 1 MiB for the config written below
     data = dict(config["data"])
     if data["val"]:
         (val,), used = _pack_images([list_images(root / data["val"])], burst / "val", budget)
@@ -139,10 +143,8 @@ def pack(config_path: Path, burst: Path, wheels: bool = False, limit: int = DEVI
     burst_config = dict(config, data=data, solver=solver, init_from=None)
     write_text_atomic(burst / "config.json", json.dumps(burst_config, indent=2) + "\n")
     print(
-        f"{burst}: {packed} of {total} training images; with the working tree "
-        f"{(_travelling_bytes(root) + sum(p.stat().st_size for p in burst.rglob('*') if p.is_file())) / 2**20:.1f} MiB "
-        "travel; "
-        f"on the device: bash {burst.name}/run.sh MINUTES (carry {burst.name!r})"
+        f"{burst}: {packed} of {total} training images; with the working tree {(tree + _bytes_in(burst)) / 2**20:.1f} "
+        f"MiB travel; on the device: bash {burst.name}/run.sh MINUTES (carry {burst.name!r})"
     )
     return burst
 
