@@ -74,6 +74,25 @@ def _tensorflow_onednn(flags: list[str]) -> bool:
     return any(flag in flags for flag in _ONEDNN_DEFAULT_FLAGS)
 
 
+def cpu_kind(features: list[str], onednn: bool) -> str:
+    """A short label of the CPU kind that decides DIN's speed, for file names and table headings.
+
+    >>> cpu_kind(["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"], True)
+    'avx512-bf16_onednn-on'
+    >>> cpu_kind(["avx2", "fma"], False)
+    'avx2_onednn-off'
+    """
+    if "amx_bf16" in features:
+        vector = "amx"
+    elif "avx512_bf16" in features:
+        vector = "avx512-bf16"
+    elif "avx512f" in features:
+        vector = "avx512"
+    else:
+        vector = "avx2" if "avx2" in features else "other"
+    return f"{vector}_onednn-{'on' if onednn else 'off'}"
+
+
 def describe_machine() -> dict:
     """CPU model and flags, TensorFlow's oneDNN state, core counts, memory, load, OS, Python and library versions
     (no library imported)."""
@@ -82,6 +101,7 @@ def describe_machine() -> dict:
         "cpu_model": _cpu_model(),
         "cpu_vector_features": [flag for flag in _VECTOR_FLAGS if flag in flags],
         "tensorflow_onednn": _tensorflow_onednn(flags),
+        "cpu_kind": cpu_kind([flag for flag in _VECTOR_FLAGS if flag in flags], _tensorflow_onednn(flags)),
         "cpu_flags": flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),

@@ -11,11 +11,16 @@ Each job is one fresh process, timed from start to exit (wall clock) with its pe
 * `folder`: ten such PNGs (crops of B100 images) in one call; the authors' script loops over them;
 * `default_512`: the default preset (`din_small_x2`) on one 512×512 photo (keras-din only).
 
+The ONNX Runtime rows (`--onnx`, on by default) run the same jobs through the model exported
+with `keras-din export` beforehand (not timed), in a plain script like the authors' one: the
+fastest CPU route for users who can deploy an ONNX file.
+
 The authors' side is the plain script a user of their repository would write (import torch and
 their network from the checkout given at run time, build, `load_state_dict`, read each PNG with
 Pillow, forward under `torch.no_grad()`, write PNG); nothing of theirs is copied here. Results
-go to `OUT/end_to_end.json` and `OUT/end_to_end.md` with the machine's description (CPU flags,
-TensorFlow's oneDNN state).
+go to `OUT/end_to_end-KIND.json` and `OUT/end_to_end-KIND.md`, KIND naming the CPU kind and
+TensorFlow's oneDNN state (e.g. `avx2_onednn-off`, `avx512-bf16_onednn-on`), so each kind of machine
+keeps its own table, with the machine's description (CPU flags).
 """
 
 from __future__ import annotations
@@ -52,6 +57,20 @@ for source in sys.argv[4:]:
     with torch.no_grad():
         y = net(x)
     out = (y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(out).save(sys.argv[3] + "/" + source.rsplit("/", 1)[-1])
+"""
+
+_ORT_SCRIPT = """
+import sys
+import numpy as np, onnxruntime as ort
+from PIL import Image
+options = ort.SessionOptions()
+options.intra_op_num_threads = int(sys.argv[2])
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+for source in sys.argv[4:]:
+    x = np.asarray(Image.open(source).convert("RGB"), np.float32)[None] / 255
+    y = session.run(None, {"image": x})[0]
+    out = (np.clip(y[0], 0, 1) * 255).round().astype(np.uint8)
     Image.fromarray(out).save(sys.argv[3] + "/" + source.rsplit("/", 1)[-1])
 """
 
@@ -96,15 +115,36 @@ def _checkpoint(repo: Path, work: Path) -> Path:
     return path
 
 
+def _onnx_rows(work: Path, inputs: dict[str, list[Path]], presets: dict[str, object], env: dict) -> list[dict]:
+    """Each job through ONNX Runtime: the preset exported once (not timed), then a plain script per job."""
+    script = work / "ort.py"
+    script.write_text(_ORT_SCRIPT)
+    exported, rows = {}, []
+    for job, preset in presets.items():
+        model = exported.get(str(preset))
+        if model is None:
+            model = exported[str(preset)] = work / f"model{len(exported)}.onnx"
+            command = [sys.executable, "-m", "keras_din", "export", "--preset", str(preset), "-o", str(model)]
+            subprocess.run(command, check=True, env=env, capture_output=True)
+        out = work / f"ort_{job}"
+        out.mkdir()
+        files = [str(p) for p in inputs[job]]
+        command = [sys.executable, str(script), str(model), env["OMP_NUM_THREADS"], str(out), *files]
+        rows.append({"job": job, "runner": "ONNX Runtime (exported)", **_timed(command, env)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def write_report(rows: list[dict], out: Path, threads: int) -> None:
-    """Writes `out/end_to_end.json` and `.md`: wall time, ratio to the authors', peak RSS, and the machine."""
+    """Writes `out/end_to_end-KIND.json` and `.md`: wall time, ratio to the authors', peak RSS, and the machine."""
     authors = {row["job"]: row["seconds"] for row in rows if row["runner"].startswith("authors")}
     for row in rows:
         if row["job"] in authors:
             row["x_authors_time"] = round(row["seconds"] / authors[row["job"]], 2)
     machine = describe_machine()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "end_to_end.json").write_text(json.dumps({"machine": machine, "threads": threads, "rows": rows}, indent=2))
+    name = f"end_to_end-{machine['cpu_kind']}"
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine, "threads": threads, "rows": rows}, indent=2))
     onednn = "on" if machine["tensorflow_onednn"] else "off"
     lines = [
         f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, {threads} threads; vector features: "
@@ -116,7 +156,7 @@ def write_report(rows: list[dict], out: Path, threads: int) -> None:
     for row in rows:
         ratio = row.get("x_authors_time", "—")
         lines.append(f"| {row['job']} | {row['runner']} | {row['seconds']} | {ratio} | {row['peak_rss_mib']} |")
-    (out / "end_to_end.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -127,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
     args = parser.parse_args(argv)
     repo = Path(args.official_repo).resolve()
     threads = str(args.threads)
@@ -159,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = _timed(command, {**env, "KERAS_BACKEND": backend})
                 rows.append({"job": job, "runner": f"keras-din restore ({backend})", **result})
                 print(rows[-1], flush=True)
+        if args.onnx:
+            rows += _onnx_rows(work, inputs, {"single": preset, "folder": preset, "default_512": "din_small_x2"}, env)
 
     write_report(rows, Path(args.out), args.threads)
     return 0

@@ -58,9 +58,10 @@ def _from_unit_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _run(model, batch: np.ndarray) -> np.ndarray:
     """`model` on an NHWC float32 batch, whatever the model's data_format; NHWC float32 out.
 
-    Runs the model's compiled inference forward (`keras_din.inference`), made once per model.
+    Runs the model's compiled inference forward (`keras_din.inference`), made once per model, with
+    shapes bucketed on JAX (a folder of many sizes compiles a few shapes, not one per image).
     """
-    return predictor_for(model)(batch)
+    return predictor_for(model)(batch, bucket=True)
 
 
 def _self_ensemble(model, batch: np.ndarray) -> np.ndarray:
