@@ -9,7 +9,11 @@ Each job is one fresh process, timed from start to exit (wall clock) with its pe
 * `single`: one 160×120 PNG → 640×480 with a paper-size conference ×4 network (random weights,
   converted with `keras-din convert` beforehand, not timed), whole image (`--tile none`);
 * `folder`: ten such PNGs (crops of B100 images) in one call; the authors' script loops over them;
-* `default_512`: the default preset (`din_small_x2`) on one 512×512 photo (keras-din only).
+* `default_512`: the default preset (`din_small_x2`) on one 512×512 photo (keras-din only);
+* `mixed_20`: the default preset on a folder of 20 photos of many sizes (Set14 and the first six
+  B100 images, halved with bicubic), against the sum of the 20 warm forward passes of the same
+  preset and backend (each image run twice in one process, the second run timed): the cost of
+  start-up, I/O and compiling per shape on top of the network itself (keras-din only).
 
 The ONNX Runtime rows (`--onnx`, on by default) run the same jobs through the model exported
 with `keras-din export` beforehand (not timed), in a plain script like the authors' one: the
@@ -75,6 +79,24 @@ for source in sys.argv[4:]:
 """
 
 
+_WARM_SCRIPT = """
+import json, sys, time
+import numpy as np
+from PIL import Image
+from keras_din import DIN
+from keras_din.inference import Predictor
+predict = Predictor(DIN.from_preset(sys.argv[1]))
+total = 0.0
+for source in sys.argv[2:]:
+    x = np.asarray(Image.open(source).convert("RGB"), np.float32)[None] / 255
+    predict(x)
+    start = time.perf_counter()
+    predict(x)
+    total += time.perf_counter() - start
+print(json.dumps({"warm_forward_sum_seconds": round(total, 2)}))
+"""
+
+
 def _timed(command: list[str], env: dict) -> dict:
     """Runs `command` to completion: its wall time and its own peak RSS (`wait4` gives that child's usage)."""
     with tempfile.TemporaryFile() as log:
@@ -90,7 +112,7 @@ def _timed(command: list[str], env: dict) -> dict:
 
 
 def _inputs(data: Path, work: Path) -> dict[str, list[Path]]:
-    """Ten 160×120 crops of B100 images, and one 512×512 crop of the first, as PNG files."""
+    """Ten 160×120 crops of B100 images, a 512×512 resize of the first, 20 halved Set14/B100 photos (PNG)."""
     folder = work / "inputs"
     folder.mkdir()
     sources = sorted((data / "B100" / "HR").glob("*.png"))[:10]
@@ -102,7 +124,14 @@ def _inputs(data: Path, work: Path) -> dict[str, list[Path]]:
     with Image.open(sources[0]) as image:
         big = work / "photo512.png"
         image.convert("RGB").resize((512, 512), Image.BICUBIC).save(big)
-    return {"single": crops[:1], "folder": crops, "default_512": [big]}
+    mixed_folder = work / "mixed"
+    mixed_folder.mkdir()
+    mixed = []
+    for source in sorted((data / "Set14" / "HR").glob("*.png")) + sorted((data / "B100" / "HR").glob("*.png"))[:6]:
+        with Image.open(source) as image:
+            mixed.append(mixed_folder / source.name)
+            image.convert("RGB").resize((image.width // 2, image.height // 2), Image.BICUBIC).save(mixed[-1])
+    return {"single": crops[:1], "folder": crops, "default_512": [big], "mixed_20": mixed}
 
 
 def _checkpoint(repo: Path, work: Path) -> Path:
@@ -113,6 +142,15 @@ def _checkpoint(repo: Path, work: Path) -> Path:
     path = work / "conference_x4_random.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+def _warm_forward_sum(work: Path, images: list[Path], env: dict) -> dict:
+    """The default preset's warm forward time summed over `images`, and the folder job's ratio to it."""
+    script = work / "warm.py"
+    script.write_text(_WARM_SCRIPT)
+    command = [sys.executable, str(script), "din_small_x2", *map(str, images)]
+    done = subprocess.run(command, check=True, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _onnx_rows(work: Path, inputs: dict[str, list[Path]], presets: dict[str, object], env: dict) -> list[dict]:
@@ -150,12 +188,15 @@ def write_report(rows: list[dict], out: Path, threads: int) -> None:
         f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, {threads} threads; vector features: "
         f"{', '.join(machine['cpu_vector_features'])}; TensorFlow oneDNN: {onednn}",
         "",
-        "| job | runner | wall s | × authors' time | peak RSS MiB |",
-        "|---|---|---:|---:|---:|",
+        "| job | runner | wall s | × authors' time | peak RSS MiB | sum of warm forwards s (× it) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         ratio = row.get("x_authors_time", "—")
-        lines.append(f"| {row['job']} | {row['runner']} | {row['seconds']} | {ratio} | {row['peak_rss_mib']} |")
+        warm = row.get("warm_forward_sum_seconds")
+        warm = f"{warm} ({row['seconds'] / warm:.2f}×)" if warm else "—"
+        cells = [row["job"], row["runner"], row["seconds"], ratio, row["peak_rss_mib"], warm]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -192,16 +233,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"job": job, "runner": "authors (torch, no_grad)", **result})
             print(rows[-1], flush=True)
         for backend in args.backends.split(","):
-            for job in ("single", "folder", "default_512"):
-                source = inputs[job][0].parent if job == "folder" else inputs[job][0]
-                model = str(preset) if job != "default_512" else "din_small_x2"
+            for job in ("single", "folder", "default_512", "mixed_20"):
+                source = inputs[job][0].parent if job in ("folder", "mixed_20") else inputs[job][0]
+                model = str(preset) if job in ("single", "folder") else "din_small_x2"
                 command = [sys.executable, "-m", "keras_din", "restore", str(source), "-o",
                            str(work / f"{backend}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
                 result = _timed(command, {**env, "KERAS_BACKEND": backend})
+                if job == "mixed_20":
+                    result.update(_warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend}))
                 rows.append({"job": job, "runner": f"keras-din restore ({backend})", **result})
                 print(rows[-1], flush=True)
         if args.onnx:
-            rows += _onnx_rows(work, inputs, {"single": preset, "folder": preset, "default_512": "din_small_x2"}, env)
+            presets = {"single": preset, "folder": preset, "default_512": "din_small_x2", "mixed_20": "din_small_x2"}
+            rows += _onnx_rows(work, inputs, presets, env)
 
     write_report(rows, Path(args.out), args.threads)
     return 0

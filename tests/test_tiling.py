@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_din
+from keras_din.inference import bucketed_length
 from keras_din.restore import ImageRestorer, choose_tile, restore_array
 from keras_din.tiling import count_tiles, tile_starts, tiled_apply
 
@@ -80,9 +81,11 @@ def test_receptive_field_then_exact_tiled_din(local_din):
     radius = int(np.ceil(max(60 - rows.min(), rows.max() - 61) / 2))  # in LR pixels
     assert 15 <= radius <= 30
     overlap = 4 * radius + 4
-    image = np.random.default_rng(1).random((150, 97, 3)).astype(np.float32)
+    # Sizes on the bucket ladder: on JAX, restore pads other sizes with mirrored pixels, which
+    # changes the edges by an amount that depends on the size (see keras_din.inference).
+    image = np.random.default_rng(1).random((144, 96, 3)).astype(np.float32)
     whole = restore_array(local_din, image, tile=None)
-    tiled = restore_array(local_din, image, tile=overlap + 20, overlap=overlap)
+    tiled = restore_array(local_din, image, tile=bucketed_length(overlap + 20), overlap=overlap)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
