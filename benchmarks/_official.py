@@ -22,6 +22,18 @@ from _spec import Spec, Workload, image_batch, parse_config
 VERSION_FOLDERS = {"conference": "Conference_version", "enhanced": "Enhanced_version"}
 
 
+def check_checkout(repo: str | Path) -> str | None:
+    """Why `repo` is not a usable checkout of the authors' repository (a message for --official-repo), or None."""
+    files = [f"{folder}/networks/din_arch.py" for folder in VERSION_FOLDERS.values()]
+    missing = [file for file in files if not (Path(repo) / file).is_file()]
+    if not missing:
+        return None
+    return (
+        f"--official-repo {str(repo)!r} has no {' or '.join(missing)}: give a checkout of "
+        "https://github.com/lifengshiwo/DIN (the folder holding Conference_version/ and Enhanced_version/)."
+    )
+
+
 def load_din_class(repo: str | Path, version: str) -> type:
     """Returns the authors' `DIN` class (`networks/din_arch.py`) of `version` from checkout `repo`.
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from PIL import Image
 
 from _machine import describe_machine
-from _official import build_official_din
+from _official import build_official_din, check_checkout
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
     args = parser.parse_args(argv)
     repo = Path(args.official_repo).resolve()
+    if problem := check_checkout(repo):
+        parser.error(problem)
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "PYTHONUNBUFFERED": "1"}
     env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from _machine import describe_machine
 from _measure import is_compilation_failure, thread_environment
+from _official import check_checkout
 from _report import write_report
 from _spec import (
     BACKENDS,
@@ -180,6 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = QUICK_OUT if args.quick else DEFAULT_OUT
     if args.official_repo is not None:
         args.official_repo = args.official_repo.resolve()
+        if problem := check_checkout(args.official_repo):
+            parser.error(problem)
     return args
 
 

@@ -74,3 +74,16 @@ def test_plans_match_the_documented_measurement_counts():
     assert len(_run(*full, timeout=60).stdout.splitlines()) == 39
     published = ["--train-batch", "2", "--train-data-formats", "channels_last", "--compile-timeout", "60"]
     assert len(_run(*full, *published, timeout=60).stdout.splitlines()) == 36
+
+
+@pytest.mark.parametrize("script", ["run.py", "end_to_end.py"])
+def test_a_folder_that_is_not_the_authors_checkout_is_refused_before_any_work(tmp_path, script):
+    (tmp_path / "Conference_version" / "networks").mkdir(parents=True)  # half a checkout
+    (tmp_path / "Conference_version" / "networks" / "din_arch.py").write_text("")
+    script = str(REPO / "benchmarks" / script)
+    command = [sys.executable, script, "--official-repo", str(tmp_path), "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Enhanced_version/networks/din_arch.py" in result.stderr
+    assert "Conference_version/networks" not in result.stderr
+    assert not (tmp_path / "results.json").exists()
