@@ -28,6 +28,7 @@ extended so, and resumes with it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -593,8 +594,55 @@ class _TimeBudget(keras.callbacks.Callback):
 
 
 def _segment(from_epoch: int, backend: str | None, solver: dict) -> dict:
-    """One stretch of a run's `history`: the epochs from `from_epoch` on, and how they ran."""
-    return {"from_epoch": from_epoch, "backend": backend, "mixed_precision": solver["mixed_precision"]}
+    """One stretch of a run's `history`: the epochs from `from_epoch` on, and how and where they ran."""
+    return {
+        "from_epoch": from_epoch,
+        "backend": backend,
+        "mixed_precision": solver["mixed_precision"],
+        "machine": _machine(),
+    }
+
+
+def _machine() -> str:
+    """This machine as a model card names it: 'AMD EPYC, 2 CPUs, AVX-512 BF16', an accelerator first if used."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    vector = next(
+        (name for flag, name in _VECTOR_UNITS if flag in flags), "no AVX2" if flags else "unknown vector units"
+    )
+    description = f"{model}, {len(os.sched_getaffinity(0))} CPUs, {vector}"
+    accelerator = _accelerator()
+    return f"{accelerator} + {description}" if accelerator else description
+
+
+# The CPU features that decide training speed, best first (bfloat16 matrix units, then vector width).
+_VECTOR_UNITS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def _accelerator() -> str | None:
+    """The GPU the backend trains on, if any. Backend-specific: Keras has no portable device query."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else device.device_kind
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else None
+    return None
 
 
 def run_history(state: dict) -> list[dict]:

@@ -329,6 +329,15 @@ def test_model_card_says_which_epochs_ran_in_which_precision(tiny):
     training["history"] = training["history"][1:2]
     training["history"][0]["from_epoch"] = 1
     assert "backend, in mixed_bfloat16." in model_card("din_tiny", HANDLE, config, {"training": training})
+    training["history"] = [
+        {"from_epoch": 1, "backend": "torch", "mixed_precision": None, "machine": "AMD EPYC, 2 CPUs, AVX2"},
+        {"from_epoch": 23, "backend": "tensorflow", "mixed_precision": "mixed_bfloat16", "machine": "Zen 4, 2 CPUs"},
+    ]
+    card = model_card("din_tiny", HANDLE, config, {"training": training})
+    assert (
+        "patches) on T91, epochs 1–22 on torch in float32 (AMD EPYC, 2 CPUs, AVX2) and "
+        "23–40 on tensorflow in mixed_bfloat16 (Zen 4, 2 CPUs)." in card
+    )
 
 
 def test_model_card_gives_the_learning_rate_schedule_with_a_warm_restart(tiny):

@@ -77,8 +77,7 @@ class TrainingRecord:
             f"steps, {self.patches_seen:,} patches) on {' + '.join(self.data_names())}"
             + (f" ({self.degradation})" if self.degradation else "")
             + (f", starting from `{self.init_from}`" if self.init_from else "")
-            + (f", on the {self.backend} backend" if self.backend else "")
-            + _precision_text(list(self.history), self.epochs_done)
+            + _run_text(self.backend, list(self.history), self.epochs_done)
             + "."
             + _learning_rate_text(list(self.learning_rates), self.epochs_done)
         )
@@ -240,14 +239,26 @@ def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
     return " Adam, learning rate " + ", ".join(parts) + "."
 
 
-def _precision_text(history: list[dict], epochs_done: int) -> str:
-    """ ", in float32" or ", epochs 1–30 in float32 and 31–60 in mixed_bfloat16" from a run's history."""
-    stretches = [
-        (first, last, precision or "float32")
-        for first, last, precision in _epoch_ranges(history, epochs_done, "mixed_precision")
-    ]
-    if not stretches:
-        return ""
-    if len({precision for _, _, precision in stretches}) == 1:
-        return f", in {stretches[0][2]}"
-    return ", epochs " + " and ".join(f"{first}–{last} in {precision}" for first, last, precision in stretches)
+def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str:
+    """Where and how a run trained: ", on the torch backend, in float32", or per stretch where they differ
+    (", epochs 1–22 on torch in float32 (AMD EPYC, 2 CPUs, AVX2) and 23–40 on tensorflow in ...").
+
+    A stretch (`keras_din.train.run_history`) names its backend, precision and, when recorded, machine.
+    """
+    ends = [segment["from_epoch"] - 1 for segment in history[1:]] + [epochs_done]
+    stretches = [(segment["from_epoch"], end, segment) for segment, end in zip(history, ends)]
+    backends = {segment.get("backend") or backend for _, _, segment in stretches} or {backend}
+    one_backend = next(iter(backends)) if len(backends) == 1 else None
+    text = f", on the {one_backend} backend" if one_backend else ""
+
+    def how(segment: dict) -> str:
+        parts = [] if one_backend else [f"on {segment.get('backend') or backend}"]
+        parts.append(f"in {segment.get('mixed_precision') or 'float32'}")
+        return " ".join(parts + ([f"({segment['machine']})"] if segment.get("machine") else []))
+
+    described = [(first, last, how(segment)) for first, last, segment in stretches]
+    if not described:
+        return text
+    if len({description for _, _, description in described}) == 1:
+        return f"{text}, {described[0][2]}"
+    return f"{text}, epochs " + " and ".join(f"{first}–{last} {description}" for first, last, description in described)
