@@ -181,7 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = QUICK_OUT if args.quick else DEFAULT_OUT
     if args.official_repo is not None:
         args.official_repo = args.official_repo.resolve()
-        if problem := check_checkout(args.official_repo):
+        problem = check_checkout(args.official_repo)
+        if problem and not args.list:  # --list only prints the plan
             parser.error(problem)
     return args
 

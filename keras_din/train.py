@@ -479,7 +479,7 @@ def train(
     # its weights come from the checkpoint, not from init_from.
     model = _compiled_model({**config, "init_from": None} if checkpoint else config)
     initial_epoch, history = _resume(model, checkpoint, out) if checkpoint else (0, [])
-    segment = _segment(initial_epoch + 1, keras.backend.backend(), solver)
+    segment = _segment(initial_epoch + 1, keras.backend.backend(), solver, _machine())
     if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
         history.append(segment)
     if initial_epoch >= solver["epochs"]:
@@ -593,14 +593,10 @@ class _TimeBudget(keras.callbacks.Callback):
             )
 
 
-def _segment(from_epoch: int, backend: str | None, solver: dict) -> dict:
-    """One stretch of a run's `history`: the epochs from `from_epoch` on, and how and where they ran."""
-    return {
-        "from_epoch": from_epoch,
-        "backend": backend,
-        "mixed_precision": solver["mixed_precision"],
-        "machine": _machine(),
-    }
+def _segment(from_epoch: int, backend: str | None, solver: dict, machine: str | None = None) -> dict:
+    """One stretch of a run's `history`: the epochs from `from_epoch` on, how and (when known) where they ran."""
+    segment = {"from_epoch": from_epoch, "backend": backend, "mixed_precision": solver["mixed_precision"]}
+    return {**segment, "machine": machine} if machine else segment
 
 
 def _machine() -> str:
