@@ -153,6 +153,7 @@ PRESETS: dict[str, PresetInfo] = {
         _small_preset(4, 267_015),
         _restoration_preset("din_small_denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
         _restoration_preset("din_small_jpeg", "JPEG artifact removal (Pillow quality 10–90)", 3, 249_179),
+        _restoration_preset("din_small_jpeg_grey", "JPEG artifact removal (Pillow quality 10–90)", 1, 248_601),
     )
 }
 
