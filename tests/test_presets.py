@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 
 import keras_din
+from keras_din.data import degrade_same_size
 from keras_din.evaluate import RESTORATION_TASKS
+from keras_din.metrics import psnr
 from keras_din.preset import PresetError, preset_config
 from keras_din.preset import registry as preset_registry
 from keras_din.preset.card import model_card
 from keras_din.preset.registry import PRESETS, get_preset
 from keras_din.restore import restore_array
 
-from conftest import PAPER_CONFIGS, REPO
+from conftest import DATASETS, PAPER_CONFIGS, REPO
 from harness import run_preset_test
 
 NAMES = [f"din_conference_x{s}" for s in (2, 3, 4)] + [f"din_enhanced_x{s}" for s in (2, 3, 4, 8)]
@@ -63,6 +65,24 @@ def test_bundled_presets_ship_trained_weights_in_the_package():
         else:
             assert {row["dataset"] for row in metadata["results"]} == {"Set5", "Set14", "B100", "Urban100"}
             assert all(row["psnr"] > row["bicubic_psnr"] for row in metadata["results"])
+
+
+@pytest.mark.parametrize("name", sorted(n for n, info in BUNDLED.items() if info.config["scale"] == 1))
+def test_each_restoration_preset_offline_improves_a_degraded_kodak_crop(name, monkeypatch):
+    """Loaded with the Hub offline, each same-size preset makes a real degraded crop closer to the clean one."""
+    from PIL import Image
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = keras_din.DIN.from_preset(name)
+    mode = "RGB" if model.in_channels == 3 else "L"
+    with Image.open(DATASETS / "Kodak24" / "HR" / "kodim23.png") as image:
+        clean = np.atleast_3d(np.asarray(image.convert(mode)))[200:296, 300:396]
+    task = "jpeg" if "jpeg" in name else "denoise"
+    level = {"jpeg_quality": 20} if task == "jpeg" else {"noise_sigma": 25}
+    degraded = degrade_same_size(clean, np.random.default_rng(0), **level)
+    restored = restore_array(model, degraded)
+    reference = clean.astype(np.float64)
+    assert psnr(reference, np.clip(restored, 0, 1) * 255) > psnr(reference, np.clip(degraded, 0, 1) * 255) + 0.3
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))
