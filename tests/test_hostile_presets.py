@@ -489,4 +489,6 @@ def test_saving_a_preset_to_a_full_disk_is_a_named_error_that_leaves_nothing(tmp
         completed = subprocess.run(command, capture_output=True, text=True)
         assert list(disk.iterdir()) == []
     assert completed.returncode == 2, completed.stderr
-    assert completed.stderr.count("\n") == 1 and "Not enough free space" in completed.stderr
+    # One line of ours; TensorFlow with oneDNN on (AVX-512 VNNI/BF16 CPUs) logs its own lines at import.
+    ours = [line for line in completed.stderr.splitlines() if line.startswith("keras-din")]
+    assert len(ours) == 1 and "Not enough free space" in ours[0] and "Traceback" not in completed.stderr
