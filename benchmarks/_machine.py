@@ -97,11 +97,13 @@ def describe_machine() -> dict:
     """CPU model and flags, TensorFlow's oneDNN state, core counts, memory, load, OS, Python and library versions
     (no library imported)."""
     flags = _cpu_flags()
+    features = [flag for flag in _VECTOR_FLAGS if flag in flags]
+    onednn = _tensorflow_onednn(flags)
     return {
         "cpu_model": _cpu_model(),
-        "cpu_vector_features": [flag for flag in _VECTOR_FLAGS if flag in flags],
-        "tensorflow_onednn": _tensorflow_onednn(flags),
-        "cpu_kind": cpu_kind([flag for flag in _VECTOR_FLAGS if flag in flags], _tensorflow_onednn(flags)),
+        "cpu_vector_features": features,
+        "tensorflow_onednn": onednn,
+        "cpu_kind": cpu_kind(features, onednn),
         "cpu_flags": flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),

@@ -222,19 +222,20 @@ def _restoration_results(results: list[dict]) -> list[str]:
     return lines
 
 
-def _epoch_ranges(segments: list[dict], epochs_done: int, key: str) -> list[tuple[int, int, object]]:
-    """(first, last, segment[key]) for each stretch of a run that starts at its `from_epoch`."""
+def _epoch_ranges(segments: list[dict], epochs_done: int) -> list[tuple[int, int, dict]]:
+    """(first, last, segment) for each stretch of a run that starts at its `from_epoch`."""
     ends = [segment["from_epoch"] - 1 for segment in segments[1:]] + [epochs_done]
-    return [(segment["from_epoch"], end, segment[key]) for segment, end in zip(segments, ends)]
+    return [(segment["from_epoch"], end, segment) for segment, end in zip(segments, ends)]
 
 
 def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
     """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'"""
-    ranges = _epoch_ranges(stretches, epochs_done, "learning_rate")
+    ranges = _epoch_ranges(stretches, epochs_done)
     if not ranges:
         return ""
     parts = [
-        f"{rate:g} for {'epochs ' if i == 0 else ''}{first}–{last}" for i, (first, last, rate) in enumerate(ranges)
+        f"{stretch['learning_rate']:g} for {'epochs ' if i == 0 else ''}{first}–{last}"
+        for i, (first, last, stretch) in enumerate(ranges)
     ]
     return " Adam, learning rate " + ", ".join(parts) + "."
 
@@ -245,8 +246,7 @@ def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str
 
     A stretch (`keras_din.train.run_history`) names its backend, precision and, when recorded, machine.
     """
-    ends = [segment["from_epoch"] - 1 for segment in history[1:]] + [epochs_done]
-    stretches = [(segment["from_epoch"], end, segment) for segment, end in zip(history, ends)]
+    stretches = _epoch_ranges(history, epochs_done)
     backends = {segment.get("backend") or backend for _, _, segment in stretches} or {backend}
     one_backend = next(iter(backends)) if len(backends) == 1 else None
     text = f", on the {one_backend} backend" if one_backend else ""
