@@ -23,7 +23,12 @@ The learning rate is `learning_rate`, multiplied by `lr_gamma` after each epoch 
 `lr_milestones`; `lr_values` (one rate per stretch, `len(lr_milestones) + 1` of them) sets
 each stretch's rate instead: `"lr_milestones": [20, 30], "lr_values": [5e-4, 5e-5, 2.5e-4]`
 drops to 5e-5 after epoch 20 and restarts warm at 2.5e-4 after epoch 30 (a finished run can be
-extended so, and resumes with it).
+extended so, and resumes with it). `"lr_cosine": true` anneals the last stretch from its rate to 0
+along a half cosine ending with epoch `epochs`.
+
+`"ema": 0.999` keeps an exponential moving average of the weights (Adam's `use_ema`): validation,
+checkpoints and the returned model use the averaged weights, training goes on from the raw ones,
+which the checkpoint keeps in the optimizer's state (a resumed run loses neither).
 """
 
 from __future__ import annotations
@@ -70,11 +75,13 @@ DEFAULTS = {
         "lr_milestones": [],
         "lr_gamma": 0.5,
         "lr_values": None,
+        "lr_cosine": False,
         "loss": "l1",
         "beta_1": 0.9,
         "beta_2": 0.999,
         "epsilon": 1e-8,
         "clip_norm": None,
+        "ema": None,
         "mixed_precision": None,
         "distribution": None,
     },
@@ -163,6 +170,13 @@ def _check_types(config: dict) -> None:
         not isinstance(values, list) or not all(isinstance(v, (int, float)) and v > 0 for v in values)
     ):
         raise ConfigError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
+    if not isinstance(solver["lr_cosine"], bool):
+        raise ConfigError(f"Training config: solver.lr_cosine must be true or false, got {solver['lr_cosine']!r}.")
+    ema = solver["ema"]
+    if ema is not None and not (isinstance(ema, float) and 0 < ema < 1):
+        raise ConfigError(
+            f"Training config: solver.ema must be null or a momentum between 0 and 1 (e.g. 0.999), got {ema!r}."
+        )
     if config["init_from"] is not None and not isinstance(config["init_from"], str):
         raise ConfigError(
             f"Training config: init_from must be a preset name, folder or file, got {config['init_from']!r}."
@@ -195,19 +209,64 @@ def lr_stretches(solver: dict, epochs: int) -> list[dict]:
     [{'from_epoch': 1, 'learning_rate': 0.001}, {'from_epoch': 3, 'learning_rate': 0.0005}]
     """
     starts = [1] + [int(m) + 1 for m in solver["lr_milestones"]]
-    return [
+    stretches = [
         {"from_epoch": start, "learning_rate": value}
         for start, value in zip(starts, _lr_values(solver))
         if start <= epochs
     ]
+    if solver.get("lr_cosine") and len(stretches) == len(starts):  # the annealed last stretch has begun
+        stretches[-1] = {**stretches[-1], "anneal": "cosine", "to_epoch": int(solver["epochs"])}
+    return stretches
+
+
+def epoch_learning_rate(stretch: dict, epoch: int) -> float:
+    """The learning rate in the middle of `epoch` (1-based) of one of `lr_stretches`' stretches.
+
+    Example:
+    >>> epoch_learning_rate({"from_epoch": 1, "learning_rate": 1e-3, "anneal": "cosine", "to_epoch": 2}, 2)
+    0.00014644660940672628
+    """
+    if stretch.get("anneal") != "cosine":
+        return stretch["learning_rate"]
+    length = stretch["to_epoch"] - stretch["from_epoch"] + 1
+    progress = min(max((epoch - stretch["from_epoch"] + 0.5) / length, 0.0), 1.0)
+    return stretch["learning_rate"] * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _schedule(solver: dict, steps_per_epoch: int):
     values = _lr_values(solver)
+    boundaries = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
+    if solver["lr_cosine"]:
+        return CosineLastStretch(boundaries, values, int(solver["epochs"]) * steps_per_epoch)
     if len(values) == 1:
         return values[0]
-    boundaries = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+@keras.saving.register_keras_serializable(package="keras_din")
+class CosineLastStretch(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant `values` between step `boundaries`, the last one annealed to 0 by a half cosine at `end_step`.
+
+    Example:
+    >>> schedule = CosineLastStretch([10], [1e-3, 5e-4], end_step=20)
+    >>> [round(float(schedule(step)), 6) for step in (0, 10, 15, 20, 30)]
+    [0.001, 0.0005, 0.00025, 0.0, 0.0]
+    """
+
+    def __init__(self, boundaries: list[int], values: list[float], end_step: int):
+        self.boundaries, self.values, self.end_step = list(boundaries), list(values), int(end_step)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        start = float(self.boundaries[-1]) if self.boundaries else 0.0
+        progress = keras.ops.clip((step - start) / max(self.end_step - start, 1.0), 0.0, 1.0)
+        rate = self.values[-1] * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+        for boundary, value in reversed(list(zip(self.boundaries, self.values))):
+            rate = keras.ops.where(step < boundary, value, rate)
+        return rate
+
+    def get_config(self) -> dict:
+        return {"boundaries": self.boundaries, "values": self.values, "end_step": self.end_step}
 
 
 def _loss(name: str):
@@ -325,8 +384,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         name = f"checkpoint-{epoch + 1:04d}.keras"
         variables = [*self.model.weights, *self.model.optimizer.variables]
         require_free_space(self.folder, saved_size(variables), f"the checkpoint {name}")
-        with atomic_path(self.folder / name) as temporary:
-            self.model.save(temporary)
+        with atomic_path(self.folder / name) as temporary, _averaged_weights(self.model):
+            self.model.save(temporary)  # the averaged weights; the raw ones stay in the optimizer's state
         state = {
             **self.extra_state,
             "epochs_done": epoch + 1,
@@ -335,6 +394,37 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         }
         write_text_atomic(self.folder / STATE_FILE, json.dumps(state, indent=2))
         _remove_stale_checkpoints(self.folder)
+
+
+@contextlib.contextmanager
+def _averaged_weights(model: DIN):
+    """Inside the block `model` holds its optimizer's moving average of the weights (solver.ema).
+
+    The two are swapped, not copied: inside, the optimizer's average slots hold the raw weights,
+    so a model saved there keeps both. Without EMA it changes nothing.
+    """
+    pairs = _average_slots(model)
+    for variable, average in pairs:
+        _swap(variable, average)
+    try:
+        yield model
+    finally:
+        for variable, average in pairs:
+            _swap(variable, average)
+
+
+def _average_slots(model: DIN) -> list[tuple]:
+    # Keras keeps the averages in a private list; its own SwapEMAWeights callback reads it the same way.
+    optimizer = model.optimizer
+    if optimizer is None or not optimizer.use_ema or not optimizer.built:
+        return []
+    return list(zip(model.trainable_variables, optimizer._model_variables_moving_average, strict=True))
+
+
+def _swap(a, b) -> None:
+    value = keras.ops.copy(a.value)
+    a.assign(b.value)
+    b.assign(value)
 
 
 def _remove_stale_checkpoints(folder: Path) -> None:
@@ -378,7 +468,8 @@ class _ValidationPSNR(keras.callbacks.Callback):
 
         if not _finite(logs or {}):
             return  # a diverged model has nothing to validate (TerminateOnNaN ends the run)
-        psnr, ssim = score_model(self.model, self.pairs, self.scale)
+        with _averaged_weights(self.model):
+            psnr, ssim = score_model(self.model, self.pairs, self.scale)
         if logs is not None:
             logs["val_psnr"], logs["val_ssim"] = psnr, ssim
         print(f" - val_psnr: {psnr:.3f} dB - val_ssim: {ssim:.4f}")
@@ -427,11 +518,12 @@ def plot_training_log(
         figure, (loss_axis, lr_axis) = plt.subplots(
             2, 1, figsize=(7, 5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
         )
-        rates = [[s["learning_rate"] for s in learning_rates if s["from_epoch"] <= e][-1] for e in epochs]
+        rates = [epoch_learning_rate([s for s in learning_rates if s["from_epoch"] <= e][-1], e) for e in epochs]
         lr_axis.step(epochs, rates, where="mid", color="tab:green")
         lr_axis.set_yscale("log")
-        lr_axis.set_yticks(sorted(set(rates)), [f"{rate:g}" for rate in sorted(set(rates))], minor=False)
-        lr_axis.set_yticks([], minor=True)
+        if not any(s.get("anneal") for s in learning_rates):  # a few constant rates: label each
+            lr_axis.set_yticks(sorted(set(rates)), [f"{rate:g}" for rate in sorted(set(rates))], minor=False)
+            lr_axis.set_yticks([], minor=True)
         lr_axis.set_ylabel("learning rate", color="tab:green")
         lr_axis.set_xlabel("epoch")
     else:
@@ -484,6 +576,7 @@ def train(
         history.append(segment)
     if initial_epoch >= solver["epochs"]:
         print(f"{out} already trained for {initial_epoch} epochs (solver.epochs = {solver['epochs']}).")
+        model.optimizer.finalize_variable_values(model.trainable_variables)  # the averaged weights, as fit ends
         return model
     # shuffle=False: each batch is already random, and Keras would shuffle with Python's global RNG,
     # which a resumed run cannot reproduce.
@@ -524,6 +617,8 @@ def _compiled_model(config: dict) -> DIN:
         beta_2=solver["beta_2"],
         epsilon=solver["epsilon"],
         global_clipnorm=solver["clip_norm"],
+        use_ema=solver["ema"] is not None,
+        ema_momentum=solver["ema"] or 0.99,
     )
     model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=model.scale)])
     return model
@@ -596,6 +691,8 @@ class _TimeBudget(keras.callbacks.Callback):
 def _segment(from_epoch: int, backend: str | None, solver: dict, machine: str | None = None) -> dict:
     """One stretch of a run's `history`: the epochs from `from_epoch` on, how and (when known) where they ran."""
     segment = {"from_epoch": from_epoch, "backend": backend, "mixed_precision": solver["mixed_precision"]}
+    if solver.get("ema") is not None:
+        segment["ema"] = solver["ema"]
     return {**segment, "machine": machine} if machine else segment
 
 
@@ -655,7 +752,13 @@ def run_history(state: dict) -> list[dict]:
 
 
 def _restore(model: DIN, checkpoint: Path) -> None:
-    """Copies the weights and the Adam state (step count, moments) of `checkpoint` into `model`."""
+    """Copies the weights and the Adam state (step count, moments) of `checkpoint` into `model`.
+
+    A checkpoint written with EMA holds the averaged weights in the model and the raw ones in the
+    optimizer's average slots (`_averaged_weights`); training resumes from the raw ones, and the
+    average starts from the checkpoint's model weights (the average, or the weights themselves
+    when the checkpoint had none).
+    """
     saved = keras.saving.load_model(checkpoint)
     try:
         model.set_weights(saved.get_weights())
@@ -666,11 +769,21 @@ def _restore(model: DIN, checkpoint: Path) -> None:
         ) from None
     model.optimizer.build(model.trainable_variables)
 
-    def state(optimizer):  # the learning rate comes from the config, not the checkpoint
-        return [v for v in optimizer.variables if v.path.rsplit("/", 1)[-1] != "learning_rate"]
+    def state(model):  # the learning rate comes from the config, not the checkpoint; the averages below
+        averages = {id(average) for _, average in _average_slots(model)}
+        return [
+            v
+            for v in model.optimizer.variables
+            if v.path.rsplit("/", 1)[-1] != "learning_rate" and id(v) not in averages
+        ]
 
-    for target, source in zip(state(model.optimizer), state(saved.optimizer), strict=True):
+    for target, source in zip(state(model), state(saved), strict=True):
         target.assign(source)
+    for variable, average in _average_slots(model):
+        average.assign(keras.ops.copy(variable.value))  # a copy: JAX refuses one buffer donated twice
+    raw = [average for _, average in _average_slots(saved)]
+    for variable, value in zip(model.trainable_variables, raw, strict=True) if raw else ():
+        variable.assign(value.value)
 
 
 def _trim_log(csv_path: Path, epochs_done: int) -> None:

@@ -184,6 +184,44 @@ def test_lr_values_restart_warm_after_a_finished_schedule(tmp_path):
     assert _learning_rate(model) == pytest.approx(1e-3)
 
 
+def _checkpoint(folder):
+    return keras.saving.load_model(folder / json.loads((folder / "state.json").read_text())["checkpoint"])
+
+
+def test_ema_and_cosine_resume_without_loss_and_checkpoints_hold_both_weights(tmp_path):
+    def config(out):
+        return _config(out, epochs=3, lr_milestones=[1], ema=0.8, lr_cosine=True)
+
+    full = train(config(tmp_path / "full"), verbose=0)
+    assert _learning_rate(full) == pytest.approx(0.0, abs=1e-12)  # the cosine ends at 0 with the last step
+    train(config(tmp_path / "split"), verbose=0, minutes=1e-4)  # stops after epoch 1
+    resumed = train(config(tmp_path / "split"), verbose=0)
+    for a, b in zip(_weights(resumed), _weights(full)):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # neither the raw weights nor their average was lost
+    saved = _checkpoint(tmp_path / "full")
+    for a, b in zip(_weights(saved), _weights(full)):
+        np.testing.assert_allclose(a, b, atol=1e-6)  # the checkpoint's model is the average the run returns
+    raw = [keras.ops.convert_to_numpy(v) for v in saved.optimizer._model_variables_moving_average]
+    assert max(np.abs(r - w).max() for r, w in zip(raw, _weights(saved))) > 1e-4  # the raw ones ride along
+    history = json.loads((tmp_path / "full" / "state.json").read_text())["history"]
+    assert [stretch.get("ema") for stretch in history] == [0.8]
+
+
+def test_ema_switched_on_at_resume_starts_the_average_from_the_weights(tmp_path):
+    plain = _config(tmp_path, epochs=1)
+    first = train(plain, verbose=0)
+    with open(tmp_path / "log.csv", newline="") as handle:
+        before = float(next(csv.DictReader(handle))["val_psnr"])
+    train(_config(tmp_path, epochs=2, ema=0.99), verbose=0)
+    with open(tmp_path / "log.csv", newline="") as handle:
+        after = float(list(csv.DictReader(handle))[-1]["val_psnr"])
+    # An average started from zeros would be 0.99**6 of the weights after 6 steps: a black image.
+    assert after > before - 1.0
+    assert not np.allclose(_weights(_checkpoint(tmp_path))[0], _weights(first)[0])
+    history = json.loads((tmp_path / "state.json").read_text())["history"]
+    assert [stretch.get("ema") for stretch in history] == [None, 0.99]
+
+
 def test_nan_loss_stops_and_keeps_no_bad_checkpoint(tmp_path):
     config = _config(tmp_path, learning_rate=1e30, lr_milestones=[])
     with pytest.raises(TrainingError, match="NaN"):
@@ -280,6 +318,8 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
         ({"data": {"train": "x"}, "solver": {"lr_milestones": "15"}}, "lr_milestones must be a list of epochs"),
         ({"data": {"train": 5}}, "data.train must name one or more folders"),
         ({"data": {"train": "x"}, "init_from": 3}, "init_from must be a preset name"),
+        ({"data": {"train": "x"}, "solver": {"ema": 1}}, "solver.ema must be null or a momentum between 0 and 1"),
+        ({"data": {"train": "x"}, "solver": {"lr_cosine": "yes"}}, "solver.lr_cosine must be true or false"),
     ],
 )
 def test_a_bad_config_is_refused_by_name_before_anything_is_written(bad, message, tmp_path):

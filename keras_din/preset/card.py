@@ -234,7 +234,8 @@ def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
     if not ranges:
         return ""
     parts = [
-        f"{stretch['learning_rate']:g} for {'epochs ' if i == 0 else ''}{first}–{last}"
+        f"{stretch['learning_rate']:g}{' annealed to 0 by a half cosine' if stretch.get('anneal') else ''} "
+        f"for {'epochs ' if i == 0 else ''}{first}–{last}"
         for i, (first, last, stretch) in enumerate(ranges)
     ]
     return " Adam, learning rate " + ", ".join(parts) + "."
@@ -254,6 +255,8 @@ def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str
     def how(segment: dict) -> str:
         parts = [] if one_backend else [f"on {segment.get('backend') or backend}"]
         parts.append(f"in {segment.get('mixed_precision') or 'float32'}")
+        if segment.get("ema"):
+            parts.append(f"with an EMA of the weights (momentum {segment['ema']:g})")
         return " ".join(parts + ([f"({segment['machine']})"] if segment.get("machine") else []))
 
     described = [(first, last, how(segment)) for first, last, segment in stretches]
