@@ -93,7 +93,7 @@ def _markdown(preset: str, start_psnr: float | None, results: dict, machine: dic
         f"Machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, {machine['cpu_kind']} "
         f"({', '.join(machine['cpu_vector_features'])}); backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}; "
         f"load average before: {machine['load_average_1_5_15'][0]:.2f}. "
-        f"Starting validation PSNR: {start_psnr if start_psnr is not None else 'n/a'} dB.",
+        f"Validation PSNR before: {'n/a' if start_psnr is None else f'{start_psnr:.3f}'} dB.",
         "",
         "| recipe | val PSNR per epoch (dB) | last | best | s/step (whole process) |",
         "|---|---|---:|---:|---:|",
