@@ -617,8 +617,7 @@ def _compiled_model(config: dict) -> DIN:
         beta_2=solver["beta_2"],
         epsilon=solver["epsilon"],
         global_clipnorm=solver["clip_norm"],
-        use_ema=solver["ema"] is not None,
-        ema_momentum=solver["ema"] or 0.99,
+        **({"use_ema": True, "ema_momentum": solver["ema"]} if solver["ema"] is not None else {}),
     )
     model.compile(optimizer=optimizer, loss=_loss(solver["loss"]), metrics=[YPSNR(border=model.scale)])
     return model
@@ -781,9 +780,9 @@ def _restore(model: DIN, checkpoint: Path) -> None:
         target.assign(source)
     for variable, average in _average_slots(model):
         average.assign(keras.ops.copy(variable.value))  # a copy: JAX refuses one buffer donated twice
-    raw = [average for _, average in _average_slots(saved)]
-    for variable, value in zip(model.trainable_variables, raw, strict=True) if raw else ():
-        variable.assign(value.value)
+    if _average_slots(saved):  # an EMA checkpoint: training goes on from the raw weights it kept
+        for variable, (_, raw) in zip(model.trainable_variables, _average_slots(saved), strict=True):
+            variable.assign(raw.value)
 
 
 def _trim_log(csv_path: Path, epochs_done: int) -> None:
