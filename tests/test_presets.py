@@ -235,8 +235,26 @@ def test_preset_folders_are_up_to_date():
     assert load_tool("make_preset_folders").main(["--check"]) == 0
 
 
+def test_weights_that_do_not_fit_are_refused_and_leave_no_variable_half_made(tmp_path):
+    """A config without its sizes (so no parameter count to check first) and weights of another network: a
+    `PresetError` naming the file, and Keras' deferred initialisation is left clean for the next model."""
+    tiny = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=1, num_blocks=1)
+    tiny.save_to_preset(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["config"]["num_blocks"]  # DIN's default, 5 blocks, is another network
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PresetError, match="does not fit the network of its config.json"):
+        keras_din.DIN.from_preset(str(tmp_path))
+    loaded = keras_din.DIN.from_preset(keras_din.DEFAULT_PRESET)
+    before = loaded.get_weights()
+    with keras.StatelessScope():  # initialises what is left on Keras' list when it closes
+        pass
+    for a, b in zip(before, loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_loaded_preset_has_exactly_its_files_weights_and_trains_and_restores():
-    """`from_preset` (on JAX: built with its initializers deferred) equals a plain build + `load_weights`."""
+    """`from_preset` (variables made from the file, no initializer run) equals a plain build + `load_weights`."""
     info = get_preset(keras_din.DEFAULT_PRESET)
     fast = keras_din.DIN.from_preset(info.name)
     plain = keras_din.DIN.from_config(info.architecture_config())
