@@ -62,13 +62,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from keras_din.evaluate import (
-        DEFAULT_DATASETS,
-        evaluate,
-        evaluate_restoration,
-        format_restoration_table,
-        format_table,
-    )
+    from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration, format_table
+    from keras_din.preset.card import format_restoration_table
 
     datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
     if args.task != "sr":

@@ -321,24 +321,6 @@ def _restoration_panel(dataset: str, task: str, level, pair, restored: np.ndarra
     return f"{dataset} {label} - {name}", crops
 
 
-def format_restoration_table(rows: list[dict]) -> str:
-    """A Markdown table of `evaluate_restoration` rows: the degraded input's and the model's scores."""
-    with_b = any("input_psnr_b" in r for r in rows)
-    columns = ["dataset", "task", "level", "images", "input PSNR / SSIM", "model PSNR / SSIM"]
-    columns += ["input PSNR-B", "model PSNR-B"] if with_b else []
-
-    def pair(row, prefix):
-        return f"{row[prefix + 'psnr']:.2f} / {row[prefix + 'ssim']:.4f}" if prefix + "psnr" in row else "—"
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"]), pair(r, "input_"), pair(r, "")]
-        if with_b:
-            cells += [f"{r['input_psnr_b']:.2f}", f"{r['psnr_b']:.2f}" if "psnr_b" in r else "—"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _panel(dataset: str, scale: int, pair, sr: np.ndarray | None):
     name, hr, lr = pair
     size = min(96, *hr.shape[:2]) // scale * scale

@@ -223,14 +223,15 @@ def epoch_learning_rate(stretch: dict, epoch: int) -> float:
     """The learning rate in the middle of `epoch` (1-based) of one of `lr_stretches`' stretches.
 
     Example:
-    >>> epoch_learning_rate({"from_epoch": 1, "learning_rate": 1e-3, "anneal": "cosine", "to_epoch": 2}, 2)
-    0.00014644660940672628
+    >>> rate = epoch_learning_rate({"from_epoch": 1, "learning_rate": 1e-3, "anneal": "cosine", "to_epoch": 2}, 2)
+    >>> round(rate, 7)  # 1e-3 * (1 + cos(0.75 pi)) / 2
+    0.0001464
     """
     if stretch.get("anneal") != "cosine":
         return stretch["learning_rate"]
-    length = stretch["to_epoch"] - stretch["from_epoch"] + 1
-    progress = min(max((epoch - stretch["from_epoch"] + 0.5) / length, 0.0), 1.0)
-    return stretch["learning_rate"] * 0.5 * (1 + math.cos(math.pi * progress))
+    rate = stretch["learning_rate"]  # the schedule itself, counted in epochs instead of steps
+    annealed = CosineLastStretch([stretch["from_epoch"] - 1], [rate, rate], end_step=stretch["to_epoch"])
+    return float(annealed(epoch - 0.5))
 
 
 def _schedule(solver: dict, steps_per_epoch: int):

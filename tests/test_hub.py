@@ -305,7 +305,7 @@ def test_restoration_card_names_its_task_and_its_data_without_local_paths(tiny):
     card = model_card("din_grey", HANDLE, config, {"results": [row], "training": training})
     data = ModelCard(card).data
     assert "jpeg-artifact-removal" in data.tags and "super-resolution" not in data.tags
-    assert "| Classic5 | jpeg | 10 | 5 | 27.82 | 29.10 | 0.8000 | 25.21 | 28.90 |" in card
+    assert "| Classic5 | jpeg | 10 | 5 | 27.82 / 0.7600 | 29.10 / 0.8000 | 25.21 | 28.90 |" in card
     assert "on T91 + BSD200 (JPEG q 10-90)" in card and "shared" not in card and "/home" not in card
 
 

@@ -9,8 +9,9 @@ from PIL import Image
 
 import keras_din
 from keras_din.data import SRPatchDataset, degrade_same_size, load_image
-from keras_din.evaluate import evaluate_restoration, format_restoration_table
+from keras_din.evaluate import evaluate_restoration
 from keras_din.metrics import blocking_effect_factor, psnr_b
+from keras_din.preset.card import format_restoration_table
 from keras_din.train import train
 
 from conftest import DATASETS

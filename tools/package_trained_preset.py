@@ -20,8 +20,9 @@ from pathlib import Path
 
 import keras
 
-from keras_din.evaluate import evaluate, evaluate_restoration, format_restoration_table, format_table
+from keras_din.evaluate import evaluate, evaluate_restoration, format_table
 from keras_din.model import DIN
+from keras_din.preset.card import format_restoration_table
 from keras_din.preset.registry import get_preset
 from keras_din.train import STATE_FILE, committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
 from tools import make_preset_folders

@@ -202,24 +202,38 @@ def _sr_results(results: list[dict]) -> list[str]:
 
 def _restoration_results(results: list[dict]) -> list[str]:
     with_b = any("psnr_b" in row for row in results)
-    lines = [
+    note = (
         "PSNR on every channel (SSIM averaged over channels), no border; the degraded input beside the output. "
         "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
-        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else "."),
-        "",
-        "| dataset | task | level | images | input PSNR | PSNR (dB) | SSIM |"
-        + (" input PSNR-B | PSNR-B |" if with_b else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|" if with_b else ""),
-    ]
-    for row in results:
-        line = (
-            f"| {row['dataset']} | {row['task']} | {row['level']} | {row['images']} | {row['input_psnr']:.2f} | "
-            f"{row['psnr']:.2f} | {row['ssim']:.4f} |"
-        )
+        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else ".")
+    )
+    return [note, "", format_restoration_table(results)]
+
+
+def format_restoration_table(rows: list[dict]) -> str:
+    """A Markdown table of restoration scores (`keras_din.evaluate.evaluate_restoration`'s rows, a card's
+    results): the degraded input's and the model's PSNR / SSIM, and PSNR-B where measured.
+
+    Example:
+    >>> row = {"dataset": "Kodak24", "task": "denoise", "level": 25, "images": 24, "input_psnr": 20.43,
+    ...        "input_ssim": 0.3, "psnr": 31.06, "ssim": 0.8527}
+    >>> print(format_restoration_table([row]).splitlines()[-1])
+    | Kodak24 | denoise | 25 | 24 | 20.43 / 0.3000 | 31.06 / 0.8527 |
+    """
+    with_b = any("input_psnr_b" in r for r in rows)
+    columns = ["dataset", "task", "level", "images", "input PSNR / SSIM", "model PSNR / SSIM"]
+    columns += ["input PSNR-B", "model PSNR-B"] if with_b else []
+
+    def pair(row, prefix):
+        return f"{row[prefix + 'psnr']:.2f} / {row[prefix + 'ssim']:.4f}" if prefix + "psnr" in row else "—"
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"]), pair(r, "input_"), pair(r, "")]
         if with_b:
-            line += f" {row['input_psnr_b']:.2f} | {row['psnr_b']:.2f} |"
-        lines.append(line)
-    return lines
+            cells += [f"{r['input_psnr_b']:.2f}", f"{r['psnr_b']:.2f}" if "psnr_b" in r else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _epoch_ranges(segments: list[dict], epochs_done: int) -> list[tuple[int, int, dict]]:
@@ -235,7 +249,7 @@ def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
         return ""
     parts = [
         f"{stretch['learning_rate']:g}{' annealed to 0 by a half cosine' if stretch.get('anneal') else ''} "
-        f"for {'epochs ' if i == 0 else ''}{first}–{last}"
+        f"for {'epochs ' if i == 0 else ''}{first}{f'–{last}' if last > first else ''}"
         for i, (first, last, stretch) in enumerate(ranges)
     ]
     return " Adam, learning rate " + ", ".join(parts) + "."
@@ -256,7 +270,7 @@ def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str
         parts = [] if one_backend else [f"on {segment.get('backend') or backend}"]
         parts.append(f"in {segment.get('mixed_precision') or 'float32'}")
         if segment.get("ema"):
-            parts.append(f"with an EMA of the weights (momentum {segment['ema']:g})")
+            parts.append(f"with an EMA of the weights at momentum {segment['ema']:g}")
         return " ".join(parts + ([f"({segment['machine']})"] if segment.get("machine") else []))
 
     described = [(first, last, how(segment)) for first, last, segment in stretches]
