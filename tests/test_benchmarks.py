@@ -13,6 +13,8 @@ import sys
 import keras
 import pytest
 
+import keras_din
+
 from conftest import REPO
 
 RUN = REPO / "benchmarks" / "run.py"
@@ -87,3 +89,22 @@ def test_a_folder_that_is_not_the_authors_checkout_is_refused_before_any_work(tm
     assert "Enhanced_version/networks/din_arch.py" in result.stderr
     assert "Conference_version/networks" not in result.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_model_sizes_trains_each_size_for_the_time_it_is_given(tmp_path):
+    """benchmarks/model_sizes.py: probes, then a run per size; its parameter counts are the built models'."""
+    command = [sys.executable, str(REPO / "benchmarks" / "model_sizes.py"), "--sizes", "4/2/1/1,8/4/1/1"]
+    command += ["--minutes", "0.02", "--probe-steps", "2", "--steps-per-epoch", "3", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (record,) = [json.loads(path.read_text()) for path in tmp_path.glob("model_sizes-din_small_x2-*.json")]
+    for name, row in record["results"].items():
+        features, growth, branches, blocks = map(int, name.split("/"))
+        model = keras_din.DIN(scale=2, num_features=features, growth_rate=growth, num_branches=branches,
+                              num_blocks=blocks)  # fmt: skip
+        assert row["parameters"] == model.count_params()
+        assert row["epochs"] >= 1 and len(row["val_psnr"]) == row["epochs"] and row["seconds_per_step"] > 0
+        assert row["val_psnr"][-1] > 10
+    table = tmp_path / f"model_sizes-{record['preset']}-{record['machine']['cpu_kind']}.md"
+    assert "| 8/4/1/1 |" in table.read_text()

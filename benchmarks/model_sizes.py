@@ -1,0 +1,167 @@
+"""Network sizes side by side at equal training time: which width and depth learn most per CPU-hour.
+
+    python benchmarks/model_sizes.py [--preset din_small_x2] [--minutes 20]
+                                     [--sizes 16/8/2/2,24/12/2/2,32/16/2/2] [--probe-steps 20]
+                                     [--steps-per-epoch N] [--out benchmarks/results]
+
+Each size (`num_features/growth_rate/num_branches/num_blocks`) is trained from scratch with
+`keras-din train` on the preset's own data and validation (Set5 for the SR presets), in a fresh
+process with the backend `KERAS_BACKEND` names, for about `--minutes` of wall time:
+
+1. two short probe runs (`--probe-steps` and twice as many steps, no validation) give the size's
+   seconds per step without its start-up: (time of the long probe - time of the short one) / steps;
+2. the run gets as many whole epochs as fit in `--minutes` at that rate, the preset's learning
+   rate annealed to 0 along a half cosine over them (so every size ends its schedule, whatever its
+   speed), and the preset's precision and EMA.
+
+A size that is slower per step gets fewer steps: the table compares sizes at equal time, not at
+equal steps (which would flatter the big ones). Results: `OUT/model_sizes-<preset>-<cpu kind>.{json,md}`;
+a later run of other sizes at the same `--minutes` adds its rows (a size run again replaces its row).
+Runs go to a temporary folder, deleted afterwards: nothing of a preset changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from keras_din.architecture import check_architecture, parameter_count
+
+from _machine import describe_machine
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE_KEYS = ("num_features", "growth_rate", "num_branches", "num_blocks")
+
+
+def _parse_sizes(text: str) -> list[dict]:
+    """`16/8/2/2,32/16/2/2` -> [{"num_features": 16, "growth_rate": 8, ...}, ...]."""
+    sizes = []
+    for item in text.split(","):
+        numbers = item.split("/")
+        if len(numbers) != len(SIZE_KEYS) or not all(n.isdigit() and int(n) > 0 for n in numbers):
+            raise ValueError(f"size {item!r}: give four positive integers, num_features/growth_rate/branches/blocks")
+        sizes.append(dict(zip(SIZE_KEYS, map(int, numbers))))
+    return sizes
+
+
+def _name(size: dict) -> str:
+    return "/".join(str(size[key]) for key in SIZE_KEYS)
+
+
+def _base_config(preset: str) -> dict:
+    config = json.loads((REPO / "presets" / preset / "train_config.json").read_text())
+    data = {**config["data"], "train": [str(REPO / p) for p in config["data"]["train"]]}
+    data["val"] = str(REPO / data["val"]) if data.get("val") else None
+    return {**config, "data": data, "init_from": None}
+
+
+def _train(config: dict, folder: Path) -> float:
+    """Runs `keras-din train` on `config` (its output in `folder`) and returns the whole process's seconds."""
+    folder.mkdir(parents=True)
+    path = folder / "config.json"
+    path.write_text(json.dumps({**config, "output_dir": str(folder / "run")}))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "keras_din", "train", str(path)], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return time.perf_counter() - start
+
+
+def _measure(base: dict, size: dict, minutes: float, probe_steps: int, folder: Path) -> dict:
+    model = {**base["model"], **size}
+    solver = {key: value for key, value in base["solver"].items() if key not in ("lr_milestones", "lr_values")}
+    probes = []
+    for steps in (probe_steps, 2 * probe_steps):
+        data = {**base["data"], "steps_per_epoch": steps, "val": None}
+        probe = {**base, "model": model, "data": data, "solver": {**solver, "epochs": 1, "lr_cosine": False}}
+        probes.append(_train(probe, folder / f"probe{steps}"))
+    seconds_per_step = max(probes[1] - probes[0], 1e-3) / probe_steps
+    steps_per_epoch = base["data"]["steps_per_epoch"]
+    epochs = max(1, round(minutes * 60 / (seconds_per_step * steps_per_epoch)))
+    solver = {**solver, "epochs": epochs, "lr_milestones": [], "lr_values": None, "lr_cosine": True}
+    seconds = _train({**base, "model": model, "solver": solver}, folder / "run")
+    with open(folder / "run" / "run" / "log.csv", newline="") as handle:
+        curve = [float(row["val_psnr"]) for row in csv.DictReader(handle)]
+    return {
+        "size": size,
+        "parameters": _parameters(model),
+        "seconds_per_step": round(seconds_per_step, 4),
+        "epochs": epochs,
+        "steps": epochs * steps_per_epoch,
+        "seconds": round(seconds, 1),
+        "val_psnr": curve,
+    }
+
+
+def _parameters(model: dict) -> int:
+    arguments = {"in_channels": 3, "out_channels": 3, "attention_ratio": None, **model}
+    version, ratio = check_architecture(**arguments)
+    return parameter_count(**{**arguments, "version": version, "attention_ratio": ratio})
+
+
+def _markdown(preset: str, minutes: float, results: dict, machine: dict) -> str:
+    lines = [
+        f"# Network sizes, {preset}'s data: each trained from scratch for about {minutes:g} minutes",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, {machine['cpu_kind']} "
+        f"({', '.join(machine['cpu_vector_features'])}); backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}; "
+        f"load average before: {machine['load_average_1_5_15'][0]:.2f}.",
+        "",
+        "| size (features/growth/branches/blocks) | parameters | s/step | epochs (steps) | wall s "
+        "| val PSNR per epoch (dB) | last |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, r in results.items():
+        curve = " ".join(f"{p:.2f}" for p in r["val_psnr"])
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['seconds_per_step']:.3f} | {r['epochs']} ({r['steps']:,}) "
+            f"| {r['seconds']:.0f} | {curve} | {r['val_psnr'][-1]:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="din_small_x2")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--sizes", default="16/8/2/2,24/12/2/2,32/16/2/2")
+    parser.add_argument("--probe-steps", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, help="instead of the preset's (a smoke run uses a few)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    try:
+        sizes = _parse_sizes(args.sizes)
+    except ValueError as error:
+        parser.error(str(error))
+    if not (REPO / "presets" / args.preset / "train_config.json").is_file():
+        parser.error(f"presets/{args.preset}/train_config.json does not exist: name a trained preset")
+    base, machine, results = _base_config(args.preset), describe_machine(), {}
+    if args.steps_per_epoch:
+        base["data"]["steps_per_epoch"] = args.steps_per_epoch
+    with tempfile.TemporaryDirectory(prefix="keras-din-sizes-") as temporary:
+        for index, size in enumerate(sizes):
+            print(f"{_name(size)} ...", flush=True)
+            results[_name(size)] = _measure(base, size, args.minutes, args.probe_steps, Path(temporary) / str(index))
+            print(f"  {results[_name(size)]}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"model_sizes-{args.preset}-{machine['cpu_kind']}"
+    earlier = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    if earlier.get("minutes") == args.minutes:  # sizes measured before on this CPU kind stay in the table
+        results = {**earlier["results"], **results}
+    record = {"preset": args.preset, "minutes": args.minutes, "machine": machine, "results": results}
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    stem.with_suffix(".md").write_text(_markdown(args.preset, args.minutes, results, machine))
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
