@@ -3,13 +3,15 @@
     python benchmarks/conv_kernels.py [--threads 2] [--out benchmarks/results]
 
 DIN's convolutions run at the low-resolution size (64×64 for the ×4 benchmark input) with 64 or 32
-output channels. Each framework runs the same float32 NHWC convolution (3×3 and 1×1, 64 input
-channels; the batch of one image DIN infers), compiled as DIN's inference path compiles it
-(`jax.jit`, `tf.function`, torch eager under `inference_mode`), in a fresh process with
-`--threads` threads; the best of 20 calls after two warm-up calls. JAX runs once per XLA:CPU
-option below (options that ask XLA to hand convolutions or dots to oneDNN, XNNPACK or YNNPACK)
-and once more as an explicit im2col + one matrix product, the rewrite a JAX-only layer would use.
-Results go to `OUT/conv_kernels-KIND.json` and `.md`, KIND naming the CPU kind.
+output channels. Each framework runs the same float32 convolution (3×3 and 1×1, 64 input channels,
+batch 1; NHWC, torch NCHW as it computes DIN), compiled as DIN's inference path compiles it
+(`jax.jit`, `tf.function`, torch eager under `inference_mode`), in a fresh process pinned to the
+first `--threads` CPUs; the best of 20 calls after two warm-up calls. JAX runs once per XLA:CPU
+option below (options that hand convolutions to YNNPACK, oneDNN or XNNPACK, or take them back to
+XLA's own Eigen kernel), each row naming what its compiled program runs the convolution with
+(the fusion kind in the optimised HLO), and once more as an explicit im2col + one matrix product,
+the rewrite a JAX-only layer would use. Results go to `OUT/conv_kernels-KIND.json` and `.md`, KIND
+naming the CPU kind.
 """
 
 from __future__ import annotations
@@ -26,19 +28,21 @@ from _machine import describe_machine
 HERE = Path(__file__).resolve().parent
 # (height, width, kernel, output channels): DIN's body convolutions at 64×64, and one at the ×4 output size.
 CASES = [(64, 64, 3, 64), (64, 64, 3, 32), (64, 64, 1, 64), (256, 256, 3, 64)]
+_NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # an empty list: no YNNPACK fusion
 XLA_OPTIONS = [
     "",
+    _NO_YNN,
     "--xla_cpu_use_onednn=true",
     "--xla_cpu_use_xnnpack=true",
-    "--xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
-    "--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
-    "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
+    f"{_NO_YNN} --xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
+    f"{_NO_YNN} --xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
 ]
 
-_CHILD = """
-import json, sys, time
+_CHILD = r"""
+import json, re, sys, time
 import numpy as np
 runner, cases = sys.argv[1], json.loads(sys.argv[2])
+kernels = set()
 
 def best_ms(call):
     call(); call()
@@ -62,11 +66,13 @@ def conv(h, w, k, c):
                 layout = ("NHWC", "HWIO", "NHWC")
                 return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=layout)
         f, x, kernel = jax.jit(f), jnp.asarray(x), jnp.asarray(kernel)
+        hlo = f.lower(x, kernel).compile().as_text()
+        kernels.update(re.findall(r'"kind":"(__\w+_fusion)"', hlo) or ["XLA convolution (Eigen)"])
         return best_ms(lambda: f(x, kernel).block_until_ready())
     if runner == "tensorflow":
         import tensorflow as tf
         f, x, kernel = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")), tf.constant(x), tf.constant(kernel)
-        return best_ms(lambda: f(x, kernel).numpy())
+        return best_ms(lambda: f(x, kernel))  # eager TensorFlow on a CPU returns once it is computed
     import torch
     torch.set_num_threads(int(sys.argv[3]))
     x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
@@ -74,15 +80,18 @@ def conv(h, w, k, c):
     with torch.inference_mode():
         return best_ms(lambda: torch.nn.functional.conv2d(x, kernel, padding=k // 2))
 
-print(json.dumps([conv(*case) for case in cases]))
+print(json.dumps({"ms": [conv(*case) for case in cases], "kernels": sorted(kernels)}))
 """
 
 
-def _measure(runner: str, xla_options: str, threads: int) -> list[float]:
+def _measure(runner: str, xla_options: str, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads)}
-    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads} {xla_options}"
+    env["XLA_FLAGS"] = xla_options
     command = [sys.executable, "-c", _CHILD, runner, json.dumps(CASES), str(threads)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    cpus = sorted(os.sched_getaffinity(0))[:threads]  # XLA and TensorFlow size their pools from the affinity
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, preexec_fn=lambda: os.sched_setaffinity(0, cpus)
+    )
     if done.returncode:
         raise SystemExit(f"{runner} {xla_options} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("torch", ""), ("tensorflow", "")] + [("jax", option) for option in XLA_OPTIONS] + [("jax im2col", "")]
     rows = []
     for runner, option in runs:
-        rows.append({"runner": runner, "xla_options": option, "ms": _measure(runner, option, args.threads)})
+        rows.append({"runner": runner, "xla_options": option, **_measure(runner, option, args.threads)})
         print(rows[-1], flush=True)
     machine = describe_machine()
     out = Path(args.out)
@@ -112,12 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "float32 NHWC convolution, 64 input channels, batch 1: best ms of 20 (GFLOP/s)",
         "",
-        "| runner | XLA option | " + " | ".join(f"{h}×{w} {k}×{k} →{c}" for h, w, k, c in CASES) + " |",
-        "|---|---|" + "---:|" * len(CASES),
+        "| runner | XLA option | convolution runs in | "
+        + " | ".join(f"{h}×{w} {k}×{k} →{c}" for h, w, k, c in CASES)
+        + " |",
+        "|---|---|---|" + "---:|" * len(CASES),
     ]
     for row in rows:
         cells = [f"{ms:.2f} ({flop / ms * 1000:.0f})" for ms, flop in zip(row["ms"], gflop)]
-        lines.append(f"| {row['runner']} | {row['xla_options'] or '—'} | " + " | ".join(cells) + " |")
+        kernels = ", ".join(row["kernels"]) or "—"
+        lines.append(f"| {row['runner']} | {row['xla_options'] or '—'} | {kernels} | " + " | ".join(cells) + " |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

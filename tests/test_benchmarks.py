@@ -98,13 +98,13 @@ def test_model_sizes_trains_each_size_for_the_time_it_is_given(tmp_path):
     command += ["--minutes", "0.02", "--probe-steps", "2", "--steps-per-epoch", "3", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    (record,) = [json.loads(path.read_text()) for path in tmp_path.glob("model_sizes-din_small_x2-*.json")]
+    (record,) = [json.loads(path.read_text()) for path in tmp_path.glob(f"model_sizes-din_small_x2-*-{BACKEND}.json")]
     for name, row in record["results"].items():
         features, growth, branches, blocks = map(int, name.split("/"))
         model = keras_din.DIN(scale=2, num_features=features, growth_rate=growth, num_branches=branches,
                               num_blocks=blocks)  # fmt: skip
         assert row["parameters"] == model.count_params()
         assert row["epochs"] >= 1 and len(row["val_psnr"]) == row["epochs"] and row["seconds_per_step"] > 0
-        assert row["val_psnr"][-1] > 10
-    table = tmp_path / f"model_sizes-{record['preset']}-{record['machine']['cpu_kind']}.md"
+        assert row["val_psnr"][-1] > 10  # Set5 x2 from a few steps; bicubic is 33.7 dB, a black image 6 dB
+    table = tmp_path / f"model_sizes-{record['preset']}-{record['machine']['cpu_kind']}-{BACKEND}.md"
     assert "| 8/4/1/1 |" in table.read_text()

@@ -201,18 +201,22 @@ def _sr_results(results: list[dict]) -> list[str]:
 
 
 def _restoration_results(results: list[dict]) -> list[str]:
-    with_b = any("psnr_b" in row for row in results)
     note = (
         "PSNR on every channel (SSIM averaged over channels), no border; the degraded input beside the output. "
         "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
-        + ("; PSNR-B (Yim & Bovik) on greyscale." if with_b else ".")
+        + ("; PSNR-B (Yim & Bovik) on greyscale." if _with_psnr_b(results) else ".")
     )
     return [note, "", format_restoration_table(results)]
 
 
+def _with_psnr_b(rows: list[dict]) -> bool:
+    return any("input_psnr_b" in row or "psnr_b" in row for row in rows)
+
+
 def format_restoration_table(rows: list[dict]) -> str:
     """A Markdown table of restoration scores (`keras_din.evaluate.evaluate_restoration`'s rows, a card's
-    results): the degraded input's and the model's PSNR / SSIM, and PSNR-B where measured.
+    results): the degraded input's and the model's PSNR / SSIM, and PSNR-B where measured; "—" where a
+    row lacks a score.
 
     Example:
     >>> row = {"dataset": "Kodak24", "task": "denoise", "level": 25, "images": 24, "input_psnr": 20.43,
@@ -220,18 +224,18 @@ def format_restoration_table(rows: list[dict]) -> str:
     >>> print(format_restoration_table([row]).splitlines()[-1])
     | Kodak24 | denoise | 25 | 24 | 20.43 / 0.3000 | 31.06 / 0.8527 |
     """
-    with_b = any("input_psnr_b" in r for r in rows)
+    with_b = _with_psnr_b(rows)
     columns = ["dataset", "task", "level", "images", "input PSNR / SSIM", "model PSNR / SSIM"]
     columns += ["input PSNR-B", "model PSNR-B"] if with_b else []
 
-    def pair(row, prefix):
-        return f"{row[prefix + 'psnr']:.2f} / {row[prefix + 'ssim']:.4f}" if prefix + "psnr" in row else "—"
+    def score(row, key, digits=2):
+        return f"{row[key]:.{digits}f}" if row.get(key) is not None else "—"
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"]), pair(r, "input_"), pair(r, "")]
-        if with_b:
-            cells += [f"{r['input_psnr_b']:.2f}", f"{r['psnr_b']:.2f}" if "psnr_b" in r else "—"]
+        cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"])]
+        cells += [f"{score(r, p + 'psnr')} / {score(r, p + 'ssim', 4)}" for p in ("input_", "")]
+        cells += [score(r, "input_psnr_b"), score(r, "psnr_b")] if with_b else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

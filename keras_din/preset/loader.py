@@ -55,11 +55,13 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
                 f"has {expected:,}: the config and the weights do not belong together, nothing was built. "
                 "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
             )
+    pending = _pending_variables()
     try:
         # With weights to load, the variables are made without their initializers' values (see below).
         with keras.StatelessScope(initialize_variables=False) if weights else contextlib.nullcontext():
             model = cls.from_config({**config["config"], **overrides})
     except (TypeError, ValueError) as error:
+        _set_pending_variables(pending)  # those of the half-built model are dropped with it
         raise PresetError(
             f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}"
         ) from None
@@ -84,8 +86,6 @@ def _load_into_uninitialized(model, weights: Path) -> None:
     """Gives `model`'s uninitialized variables the values of the weights file (a `PresetError` if they do not
     fit); a variable the file does not hold gets its initializer's value, and none is left on Keras' list of
     variables still to initialise (or the next StatelessScope would initialise it again)."""
-    from keras.src.backend.common import global_state  # Keras' list of variables still to initialise
-
     try:
         with keras.StatelessScope(initialize_variables=False) as recorded:
             model.load_weights(weights)
@@ -93,14 +93,25 @@ def _load_into_uninitialized(model, weights: Path) -> None:
         raise PresetError(f"{str(weights)!r} does not fit the network of its config.json: {error}") from None
     finally:
         ours = {id(variable) for variable in model.variables}
-        pending = global_state.get_global_attribute("uninitialized_variables") or []
-        global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in ours])
+        _set_pending_variables([v for v in _pending_variables() if id(v) not in ours])
     for variable in model.variables:
         value = recorded.get_current_value(variable)
         if value is None:
             variable._deferred_initialize()
         else:
             variable._initialize(value)
+
+
+def _pending_variables() -> list:
+    from keras.src.backend.common import global_state  # Keras' list of variables still to initialise
+
+    return list(global_state.get_global_attribute("uninitialized_variables") or [])
+
+
+def _set_pending_variables(variables: list) -> None:
+    from keras.src.backend.common import global_state
+
+    global_state.set_global_attribute("uninitialized_variables", variables)
 
 
 def _expected_parameters(folder: Path, arguments: dict) -> int | None:
