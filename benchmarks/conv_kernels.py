@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['cpu_model']}, {args.threads} threads; vector features: "
         f"{', '.join(machine['cpu_vector_features'])}; TensorFlow oneDNN: {onednn}",
         "",
-        "float32 NHWC convolution, 64 input channels, batch 1: best ms of 20 (GFLOP/s)",
+        "float32 convolution (NHWC; torch NCHW), 64 input channels, batch 1: best ms of 20 (GFLOP/s)",
         "",
         "| runner | XLA option | convolution runs in | "
         + " | ".join(f"{h}×{w} {k}×{k} →{c}" for h, w, k, c in CASES)
