@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from keras_din.architecture import check_architecture, parameter_count
+from keras_din.architecture import checked_parameter_count
 
 from _machine import describe_machine
 
@@ -105,19 +105,13 @@ def _measure(base: dict, size: dict, minutes: float, probe_steps: int, folder: P
         curve = [float(row["val_psnr"]) for row in csv.DictReader(handle)]
     return {
         "size": size,
-        "parameters": _parameters(model),
+        "parameters": checked_parameter_count(**{"in_channels": 3, "out_channels": 3, **model}),
         "seconds_per_step": round(seconds_per_step, 4),
         "epochs": epochs,
         "steps": epochs * steps_per_epoch,
         "seconds": round(seconds, 1),
         "val_psnr": curve,
     }
-
-
-def _parameters(model: dict) -> int:
-    arguments = {"in_channels": 3, "out_channels": 3, "attention_ratio": None, **model}
-    version, ratio = check_architecture(**arguments)
-    return parameter_count(**{**arguments, "version": version, "attention_ratio": ratio})
 
 
 def _markdown(preset: str, minutes: float, results: dict, machine: dict) -> str:

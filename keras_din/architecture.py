@@ -111,6 +111,19 @@ def check_architecture(
     return version, attention_ratio
 
 
+def checked_parameter_count(**arguments) -> int:
+    """The parameter count of the DIN that `arguments` (all of DIN's size arguments; `attention_ratio` may be
+    left to its version's default) describe, after `check_architecture` has checked them.
+
+    Example:
+    >>> checked_parameter_count(version="conference", scale=4, num_features=64, growth_rate=32, num_branches=4,
+    ...                         num_blocks=5, in_channels=3, out_channels=3)
+    20032315
+    """
+    version, ratio = check_architecture(**{"attention_ratio": None, **arguments})
+    return parameter_count(**{**arguments, "version": version, "attention_ratio": ratio})
+
+
 def _conv(kernel: int, inputs: int, outputs: int) -> int:
     return kernel * kernel * inputs * outputs + outputs
 

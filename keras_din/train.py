@@ -781,8 +781,8 @@ def _restore(model: DIN, checkpoint: Path) -> None:
         target.assign(source)
     for variable, average in _average_slots(model):
         average.assign(keras.ops.copy(variable.value))  # a copy: JAX refuses one buffer donated twice
-    if _average_slots(saved):  # an EMA checkpoint: training goes on from the raw weights it kept
-        for variable, (_, raw) in zip(model.trainable_variables, _average_slots(saved), strict=True):
+    if kept := _average_slots(saved):  # an EMA checkpoint: training goes on from the raw weights it kept
+        for variable, (_, raw) in zip(model.trainable_variables, kept, strict=True):
             variable.assign(raw.value)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from keras_din.architecture import ARCHITECTURE_ARGUMENTS, check_architecture, parameter_count
+from keras_din.architecture import ARCHITECTURE_ARGUMENTS, checked_parameter_count
 from keras_din.preset.checkpoint import CHECKPOINT_SUFFIXES, model_from_checkpoint
 from keras_din.preset.format import (
     CONFIG_FILE,
@@ -124,10 +124,9 @@ def _expected_parameters(folder: Path, arguments: dict) -> int | None:
     if not set(ARCHITECTURE_ARGUMENTS) - {"attention_ratio"} <= set(known):
         return None
     try:
-        version, ratio = check_architecture(**{"attention_ratio": None, **known})
+        return checked_parameter_count(**known)
     except (TypeError, ValueError) as error:
         raise PresetError(f"{str(folder / CONFIG_FILE)!r}: {error}") from None
-    return parameter_count(**{**known, "version": version, "attention_ratio": ratio})
 
 
 def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **overrides):
