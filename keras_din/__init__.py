@@ -17,6 +17,7 @@ _EXPORTS = {
     "DIN": "keras_din.model",
     "DEFAULT_PRESET": "keras_din.preset.registry",
     "ImageRestorer": "keras_din.restore",
+    "JpegConstraint": "keras_din.jpeg_constraint",
     "convert_official_checkpoint": "keras_din.convert",
     "CheckpointError": "keras_din.preset.checkpoint",
     "KerasDinError": "keras_din.errors",

@@ -32,7 +32,12 @@ def _restore(args: argparse.Namespace) -> int:
     suffix = None if args.format is None else output_suffix(args.format, name="--format")
     tile = check_tiling(args.tile, args.overlap, names=("--tile", "--overlap"))
     restorer = ImageRestorer.from_preset(
-        args.preset, dtype=args.precision, tile=tile, overlap=args.overlap, self_ensemble=args.self_ensemble
+        args.preset,
+        dtype=args.precision,
+        tile=tile,
+        overlap=args.overlap,
+        self_ensemble=args.self_ensemble,
+        jpeg_constraint=args.jpeg_constraint,
     )
     failures = restore_files(restorer, args.inputs, args.output, overwrite=args.overwrite, suffix=suffix)
     if failures:
@@ -77,6 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             self_ensemble=args.self_ensemble,
             json_path=args.json,
             figure_path=args.figure,
+            jpeg_constraint=args.jpeg_constraint,
         )
         print(format_restoration_table(rows))
         return 0
@@ -102,6 +108,18 @@ def _export(args: argparse.Namespace) -> int:
         f"output {OUTPUT_NAME!r}, dynamic batch, height and width)"
     )
     return 0
+
+
+def _add_jpeg_constraint(command: argparse.ArgumentParser) -> None:
+    from keras_din.jpeg_constraint import CHOICES
+
+    command.add_argument(
+        "--jpeg-constraint",
+        default="auto",
+        choices=CHOICES,
+        help="keep a same-size result consistent with its JPEG input's file (its luma's DCT coefficients within "
+        "the file's quantisation cells): auto (default) = on for the JPEG presets",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default=None, help="output format: png, jpg, jpeg, bmp, tif, tiff or webp; default: the input's"
     )
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_jpeg_constraint(restore)
     restore.set_defaults(run=_restore)
 
     presets = commands.add_parser("presets", help="list the registered presets: scale, parameters, weights, PSNR")
@@ -173,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     evaluate.add_argument("--json", default=None, help="write the report (dataset, scale, psnr, ssim rows) here")
     evaluate.add_argument("--figure", default=None, help="write a PNG of visual comparisons here")
+    _add_jpeg_constraint(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
     from keras_din.export import DEFAULT_OPSET, FORMATS

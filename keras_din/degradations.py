@@ -159,8 +159,24 @@ def degrade_dn(image: np.ndarray, scale: int, rng: np.random.Generator, sigma: f
     return add_gaussian_noise(degrade_bi(image, scale), sigma, rng)
 
 
+def jpeg_encode(image: np.ndarray, quality: int) -> bytes:
+    """A uint8 image (H×W, H×W×1 or H×W×3) encoded as JPEG at `quality` (1–95) by Pillow; colour in 4:2:0.
+
+    Example:
+    >>> jpeg_encode(np.full((8, 8, 1), 128, np.uint8), 10)[:2]
+    b'\\xff\\xd8'
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"JPEG encoding needs a uint8 image, got {image.dtype}.")
+    single = image.ndim == 3 and image.shape[-1] == 1
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if single else image).save(buffer, format="JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
 def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encodes and decodes a uint8 image as JPEG at `quality` (1–95) with Pillow.
+    """Encodes and decodes a uint8 image as JPEG at `quality` (1–95) with Pillow (`jpeg_encode`).
 
     Colour images use Pillow's default 4:2:0 chroma subsampling; H×W×1 stays H×W×1.
 
@@ -168,16 +184,10 @@ def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
     >>> jpeg_compress(np.full((8, 8, 1), 128, np.uint8), 10).shape
     (8, 8, 1)
     """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"jpeg_compress needs a uint8 image, got {image.dtype}.")
-    single = image.ndim == 3 and image.shape[-1] == 1
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if single else image).save(buffer, format="JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
+    data = jpeg_encode(image, quality)
+    with Image.open(io.BytesIO(data)) as decoded:
         out = np.asarray(decoded)
-    return out[..., None] if single else out
+    return out[..., None] if np.ndim(image) == 3 and np.shape(image)[-1] == 1 else out
 
 
 def degrade(image: np.ndarray, kind: str, scale: int, rng: np.random.Generator | None = None) -> np.ndarray:

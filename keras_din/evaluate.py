@@ -22,8 +22,9 @@ from PIL import Image, ImageDraw
 from keras_din._io.atomic import atomic_path
 from keras_din._io.images import list_images, load_image
 from keras_din.data import degrade_same_size
-from keras_din.degradations import degrade, imresize, modcrop
+from keras_din.degradations import degrade, imresize, jpeg_encode, modcrop
 from keras_din.errors import ConfigError
+from keras_din.jpeg_constraint import JpegConstraint, uses_jpeg_constraint
 from keras_din.metrics import psnr, psnr_b, rgb_to_y, ssim, to_uint8, y_psnr_ssim
 
 DEFAULT_DATASETS = ("Set5", "Set14", "B100", "Urban100")
@@ -104,12 +105,13 @@ def bicubic_scores(hr: np.ndarray, scale: int) -> tuple[float, float, np.ndarray
     return psnr(y, sr, border=scale), ssim(y, sr, border=scale), sr
 
 
-def _restored(model, pairs, self_ensemble: bool, progress=None):
-    """Yields `(HR, SR)` per pair, SR being the model's uint8 output for the LR image."""
+def _restored(model, pairs, self_ensemble: bool, progress=None, jpegs=None):
+    """Yields `(HR, SR)` per pair, SR being the model's uint8 output for the LR image (kept consistent with
+    the pair's `JpegConstraint` in `jpegs`, when given)."""
     from keras_din.restore import restore_array
 
-    for _, hr, lr in pairs:
-        yield hr, restore_array(model, lr, self_ensemble=self_ensemble)
+    for (_, hr, lr), jpeg in zip(pairs, jpegs or [None] * len(pairs)):
+        yield hr, restore_array(model, lr, self_ensemble=self_ensemble, jpeg=jpeg)
         if progress is not None:
             progress.update(1)
 
@@ -245,6 +247,7 @@ def evaluate_restoration(
     json_path: str | os.PathLike | None = None,
     figure_path: str | os.PathLike | None = None,
     progress: bool = True,
+    jpeg_constraint: str = "auto",
 ) -> list[dict]:
     """Same-size restoration scores of a scale-1 preset (or `"input"`: the degraded input itself).
 
@@ -252,7 +255,9 @@ def evaluate_restoration(
     or `"jpeg"` (levels: Pillow qualities, default 10, 20, 30, 40; sets LIVE1 for a colour
     model, Classic5 and LIVE1_gray for a greyscale one). Each row holds `dataset`, `task`,
     `level`, `images`, the model's `psnr`, `ssim` (and `psnr_b` for JPEG) and the same for the
-    degraded input (`input_psnr`, ...). PSNR on every channel, no border.
+    degraded input (`input_psnr`, ...). PSNR on every channel, no border. `jpeg_constraint`
+    (`"auto"`, `"on"`, `"off"`, as for `keras-din restore`: auto is on for the JPEG presets) keeps
+    each JPEG task output consistent with its JPEG file; JPEG rows then say `"jpeg_constraint": true`.
 
     Example:
     >>> rows = evaluate_restoration("din_small_denoise", "denoise", [25], datasets=["CBSD68"])  # doctest: +SKIP
@@ -262,6 +267,9 @@ def evaluate_restoration(
     if task not in RESTORATION_TASKS:
         raise ConfigError(f"Unknown restoration task {task!r}: use one of {sorted(RESTORATION_TASKS)}.")
     spec = RESTORATION_TASKS[task]
+    constrained = preset != "input" and uses_jpeg_constraint(preset, jpeg_constraint)
+    if constrained and task != "jpeg":
+        raise ConfigError(f"jpeg_constraint 'on' applies to the jpeg task, not to {task}.")
     model, channels = None, None
     if preset != "input":
         from keras_din.model import DIN
@@ -285,11 +293,14 @@ def evaluate_restoration(
             if model is None:
                 bar.update(len(pairs))
             else:
-                for clean, restored in _restored(model, pairs, self_ensemble, bar):
+                jpegs = [JpegConstraint.from_bytes(jpeg_encode(c, level)) for _, c, _ in pairs] if constrained else None
+                for clean, restored in _restored(model, pairs, self_ensemble, bar, jpegs):
                     outputs.append(restoration_scores(clean, restored, with_psnr_b))
                     first = restored if first is None else first
             bar.close()
             row = {"dataset": name, "task": task, "level": level, "images": len(pairs)}
+            if with_psnr_b and model is not None:
+                row["jpeg_constraint"] = constrained
             keys = ("psnr", "ssim", "psnr_b")[: 2 + with_psnr_b]
             for key, values in zip(keys, zip(*inputs)):
                 row[f"input_{key}"] = float(np.mean(values))

@@ -27,6 +27,7 @@ from keras_din._io.images import (  # noqa: F401 - the file side, re-exported fo
 )
 from keras_din.errors import ConfigError, ImageError
 from keras_din.inference import predictor_for
+from keras_din.jpeg_constraint import JpegConstraint
 from keras_din.tiling import count_tiles, tiled_apply
 
 DEFAULT_TILE = 192
@@ -145,6 +146,7 @@ def restore_array(
     overlap: int = DEFAULT_OVERLAP,
     tile_batch_size: int = 1,
     progress=None,
+    jpeg: JpegConstraint | None = None,
 ) -> np.ndarray:
     """Runs `model` on one H×W or H×W×C image and returns the result in the input's dtype.
 
@@ -162,6 +164,9 @@ def restore_array(
         overlap: LR pixels shared by neighbouring tiles (blended).
         tile_batch_size: tiles per forward pass.
         progress: a tqdm-like object updated once per tile.
+        jpeg: the `JpegConstraint` of the JPEG file `image` was decoded from: a same-size
+            model's output is then kept consistent with that file (its luma's DCT
+            coefficients clipped into the file's quantisation cells).
 
     Example:
     >>> import numpy as np, keras_din
@@ -189,7 +194,10 @@ def restore_array(
             f"The model's output has NaN or Inf values (dtype policy {model.dtype_policy.name}): its weights "
             "have diverged, or float16 overflowed. Restore in float32 or mixed_bfloat16, or use other weights."
         )
-    return _from_unit_float(_to_image_channels(output, np.shape(image), alpha), dtype)
+    output = _to_image_channels(output, np.shape(image), alpha)
+    if jpeg is not None:
+        output = jpeg.project(output, _to_unit_float(image)[0])
+    return _from_unit_float(output, dtype)
 
 
 def _to_model_channels(pixels: np.ndarray, in_channels: int, shape: tuple) -> tuple[np.ndarray, np.ndarray | None]:
@@ -240,38 +248,66 @@ class ImageRestorer:
     """
 
     def __init__(
-        self, model, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, self_ensemble: bool = False
+        self,
+        model,
+        tile: int | str | None = "auto",
+        overlap: int = DEFAULT_OVERLAP,
+        self_ensemble: bool = False,
+        jpeg_constraint: bool = False,
     ):
         self.model = model
         self.tile = check_tiling(tile, overlap)  # once, here: not per image
         self.overlap = overlap
         self.self_ensemble = self_ensemble
+        if jpeg_constraint and model.scale != 1:
+            raise ConfigError(f"jpeg_constraint applies to same-size restoration; this model upscales ×{model.scale}.")
+        # Whether `restore_files` keeps each JPEG input's result consistent with its file (`JpegConstraint`).
+        self.jpeg_constraint = jpeg_constraint
 
     @classmethod
-    def from_preset(cls, preset: str | None = None, dtype=None, **options) -> "ImageRestorer":
-        """An `ImageRestorer` for a preset (any `DIN.from_preset` argument)."""
+    def from_preset(
+        cls, preset: str | None = None, dtype=None, jpeg_constraint: str = "auto", **options
+    ) -> "ImageRestorer":
+        """An `ImageRestorer` for a preset (any `DIN.from_preset` argument).
+
+        `jpeg_constraint`: `"auto"` (on for a registered JPEG artifact-removal preset), `"on"` or `"off"`.
+        """
+        from keras_din.jpeg_constraint import uses_jpeg_constraint
         from keras_din.model import DIN
 
         if preset is None:
             from keras_din.preset.registry import DEFAULT_PRESET
 
             preset = DEFAULT_PRESET
+        constrained = uses_jpeg_constraint(preset, jpeg_constraint)  # checked before the model loads
         overrides = {} if dtype is None else {"dtype": dtype}
-        return cls(DIN.from_preset(preset, **overrides), **options)
+        return cls(DIN.from_preset(preset, **overrides), jpeg_constraint=constrained, **options)
 
-    def restore(self, image, progress=None):
-        """Restores one image: a numpy array (same dtype back) or a PIL image (same mode back)."""
+    def restore(self, image, progress=None, jpeg: JpegConstraint | None = None):
+        """Restores one image: a numpy array (same dtype back) or a PIL image (same mode back).
+
+        `jpeg`: the `JpegConstraint` of the JPEG file the image was decoded from (see `restore_array`); with
+        `jpeg_constraint`, a PIL image Pillow opened from a JPEG gives its own.
+        """
         if isinstance(image, Image.Image):
+            if jpeg is None and self.jpeg_constraint:
+                jpeg = JpegConstraint.from_image(image)
             mode = image.mode
             array = np.asarray(image if mode in ("L", "RGB", "RGBA", "I;16") else image.convert("RGB"))
-            restored = self.restore(array, progress)
+            restored = self.restore(array, progress, jpeg)
             return (
                 Image.fromarray(restored)
                 if mode in ("L", "RGB", "RGBA", "I;16")
                 else Image.fromarray(restored).convert(mode)
             )
         return restore_array(
-            self.model, image, self_ensemble=self.self_ensemble, tile=self.tile, overlap=self.overlap, progress=progress
+            self.model,
+            image,
+            self_ensemble=self.self_ensemble,
+            tile=self.tile,
+            overlap=self.overlap,
+            progress=progress,
+            jpeg=jpeg,
         )
 
     def __call__(self, images):
@@ -304,6 +340,8 @@ def restore_files(
 ) -> list[tuple[Path, str]]:
     """Restores image files into `output_dir` (same names; `suffix`, a name in `OUTPUT_FORMATS`, changes the format).
 
+    With `restorer.jpeg_constraint`, each JPEG input's result is kept consistent with its file.
+
     Never overwrites an input, nor an existing output unless `overwrite` (also not one that
     another process writes meanwhile); writes atomically; a broken or unreadable input is
     reported and skipped, and a loss of bit depth is reported as a warning. Returns the
@@ -325,11 +363,12 @@ def restore_files(
                 raise FileExistsError(f"{str(target)!r} exists; pass --overwrite to replace it.")
             with _reporting_warnings(source, tqdm):
                 array, info = read_image(source)
+            jpeg = JpegConstraint.from_file(source) if restorer.jpeg_constraint else None
             total = tiles_for(restorer.model, array.shape, restorer.tile, restorer.overlap)
             with tqdm(
                 total=total, desc=source.name, unit="tile", leave=False, disable=not progress or total < 2
             ) as bar:
-                result = restorer.restore(array, progress=bar)
+                result = restorer.restore(array, progress=bar, jpeg=jpeg)
             with _reporting_warnings(source, tqdm):
                 write_image_atomic(result, target, overwrite=overwrite, info=info)
         except Exception as error:  # one bad image must not stop the batch: report it, go on

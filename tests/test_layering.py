@@ -23,6 +23,7 @@ LAYERS = (
         "applications",
         (
             "keras_din.degradations",
+            "keras_din.jpeg_constraint",
             "keras_din.metrics",
             "keras_din.data",
             "keras_din.tiling",

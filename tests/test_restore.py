@@ -70,7 +70,7 @@ from PIL import Image, ImageOps  # noqa: E402
 
 from keras_din._io.images import (  # noqa: E402
     ImageDepthWarning,
-    _orient,
+    orient,
     output_suffix,
     read_image,
     write_image_atomic,
@@ -178,7 +178,7 @@ def test_orientation_of_16_bit_tiffs_matches_pillows_for_8_bit(tmp_path):
         image.info["exif"] = exif.tobytes()
         image._exif = None
         expected = np.asarray(ImageOps.exif_transpose(image))
-        np.testing.assert_array_equal(_orient(np.asarray(image), orientation), expected, err_msg=str(orientation))
+        np.testing.assert_array_equal(orient(np.asarray(image), orientation), expected, err_msg=str(orientation))
         tag = [(0x0112, "H", 1, orientation, True)]
         tifffile.imwrite(tmp_path / "deep.tif", data, photometric="rgb", extratags=tag)
         tifffile.imwrite(tmp_path / "plain.tif", (data >> 8).astype(np.uint8), photometric="rgb", extratags=tag)

@@ -82,7 +82,7 @@ def _is_tiff(path) -> bool:
         return file.read(4) in _TIFF_SIGNATURES
 
 
-def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """Applies an EXIF/TIFF orientation (1–8) to an H×W[×C] array, as `ImageOps.exif_transpose` does."""
     swap = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731 - Pillow's TRANSPOSE
     operations = {
@@ -189,7 +189,7 @@ def _read_deep_tiff(path) -> tuple[np.ndarray, dict] | None:
                 ImageDepthWarning,
                 stacklevel=3,
             )
-    return _orient(array, int(orientation)), info
+    return orient(array, int(orientation)), info
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict]:

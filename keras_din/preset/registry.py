@@ -58,6 +58,9 @@ class PresetInfo:
         weights_available: whether trained weights exist (in its folder or on the Hub).
         bundled: whether its folder, weights included, ships inside the package
             (`keras_din/presets/<name>`), so that it loads with no network.
+        task: what it was made for, as `keras-din evaluate --task` names it: `"sr"`,
+            `"denoise"` or `"jpeg"` (JPEG artifact removal: `keras-din restore` then keeps
+            each result consistent with its JPEG file, `keras_din.JpegConstraint`).
     """
 
     name: str
@@ -67,6 +70,7 @@ class PresetInfo:
     hf_handle: str
     weights_available: bool = False
     bundled: bool = False
+    task: str = "sr"
 
     def architecture_config(self) -> dict:
         """The `DIN.from_config` dict of this preset: its constructor arguments, named after the preset.
@@ -122,19 +126,20 @@ def _small_preset(scale: int, parameters: int) -> PresetInfo:
     )
 
 
-def _restoration_preset(name: str, task: str, channels: int, parameters: int) -> PresetInfo:
+def _restoration_preset(name: str, task: str, what: str, channels: int, parameters: int) -> PresetInfo:
     config = _SMALL_SIZE
     colour = "greyscale" if channels == 1 else "colour (RGB)"
     return PresetInfo(
         name=name,
         description=f"A small same-size DIN (enhanced structure with its input skip, {config['num_branches']} "
         f"branches of {config['num_blocks']} WRDBs, {config['num_features']} features, growth "
-        f"{config['growth_rate']}) trained here on T91 + BSD200 for blind {colour} {task}; ships inside the package.",
+        f"{config['growth_rate']}) trained here on T91 + BSD200 for blind {colour} {what}; ships inside the package.",
         config={"version": "enhanced", "scale": 1, "in_channels": channels, "out_channels": channels, **config},
         parameters=parameters,
         hf_handle=f"hf://{HUB_NAMESPACE}/{name}",
         weights_available=True,
         bundled=True,
+        task=task,
     )
 
 
@@ -151,9 +156,9 @@ PRESETS: dict[str, PresetInfo] = {
         _small_preset(2, 257_735),
         _small_preset(3, 269_335),
         _small_preset(4, 267_015),
-        _restoration_preset("din_small_denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
-        _restoration_preset("din_small_jpeg", "JPEG artifact removal (Pillow quality 10–90)", 3, 249_179),
-        _restoration_preset("din_small_jpeg_grey", "JPEG artifact removal (Pillow quality 10–90)", 1, 248_601),
+        _restoration_preset("din_small_denoise", "denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
+        _restoration_preset("din_small_jpeg", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 3, 249_179),
+        _restoration_preset("din_small_jpeg_grey", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 1, 248_601),
     )
 }
 
