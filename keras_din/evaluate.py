@@ -105,13 +105,12 @@ def bicubic_scores(hr: np.ndarray, scale: int) -> tuple[float, float, np.ndarray
     return psnr(y, sr, border=scale), ssim(y, sr, border=scale), sr
 
 
-def _restored(model, pairs, self_ensemble: bool, progress=None, jpegs=None):
-    """Yields `(HR, SR)` per pair, SR being the model's uint8 output for the LR image (kept consistent with
-    the pair's `JpegConstraint` in `jpegs`, when given)."""
+def _restored(model, pairs, self_ensemble: bool, progress=None):
+    """Yields `(HR, SR)` per pair, SR being the model's output for the LR image (uint8 for a uint8 LR image)."""
     from keras_din.restore import restore_array
 
-    for (_, hr, lr), jpeg in zip(pairs, jpegs or [None] * len(pairs)):
-        yield hr, restore_array(model, lr, self_ensemble=self_ensemble, jpeg=jpeg)
+    for _, hr, lr in pairs:
+        yield hr, restore_array(model, lr, self_ensemble=self_ensemble)
         if progress is not None:
             progress.update(1)
 
@@ -257,7 +256,8 @@ def evaluate_restoration(
     `level`, `images`, the model's `psnr`, `ssim` (and `psnr_b` for JPEG) and the same for the
     degraded input (`input_psnr`, ...). PSNR on every channel, no border. `jpeg_constraint`
     (`"auto"`, `"on"`, `"off"`, as for `keras-din restore`: auto is on for the JPEG presets) keeps
-    each JPEG task output consistent with its JPEG file; JPEG rows then say `"jpeg_constraint": true`.
+    each JPEG task output consistent with its JPEG file, as `keras-din restore` does; those rows
+    say `"jpeg_constraint": true` and give the network's own output's scores too (`network_psnr`, ...).
 
     Example:
     >>> rows = evaluate_restoration("din_small_denoise", "denoise", [25], datasets=["CBSD68"])  # doctest: +SKIP
@@ -289,12 +289,18 @@ def evaluate_restoration(
             pairs = restoration_pairs(Path(data_root) / name / "HR", channels, **{spec["option"]: level})
             bar = tqdm(total=len(pairs), desc=f"{name} {task} {level}", unit="image", disable=not progress, leave=False)
             inputs = [restoration_scores(clean, degraded, with_psnr_b) for _, clean, degraded in pairs]
-            outputs, first = [], None
+            outputs, networks, first = [], [], None
             if model is None:
                 bar.update(len(pairs))
+            elif constrained:  # restore's steps: the network's [0, 1] image, projected, then quantised
+                unit = [(stem, clean, degraded / np.float32(255)) for stem, clean, degraded in pairs]
+                for (clean, network), (_, _, decoded) in zip(_restored(model, unit, self_ensemble, bar), unit):
+                    restored = JpegConstraint.from_bytes(jpeg_encode(clean, level)).project(network, decoded)
+                    networks.append(restoration_scores(clean, network, with_psnr_b))
+                    outputs.append(restoration_scores(clean, restored, with_psnr_b))
+                    first = to_uint8(restored) if first is None else first
             else:
-                jpegs = [JpegConstraint.from_bytes(jpeg_encode(c, level)) for _, c, _ in pairs] if constrained else None
-                for clean, restored in _restored(model, pairs, self_ensemble, bar, jpegs):
+                for clean, restored in _restored(model, pairs, self_ensemble, bar):
                     outputs.append(restoration_scores(clean, restored, with_psnr_b))
                     first = restored if first is None else first
             bar.close()
@@ -306,6 +312,8 @@ def evaluate_restoration(
                 row[f"input_{key}"] = float(np.mean(values))
             for key, values in zip(keys, zip(*outputs)):
                 row[key] = float(np.mean(values))
+            for key, values in zip(keys, zip(*networks)):
+                row[f"network_{key}"] = float(np.mean(values))
             rows.append(row)
             if figure_path is not None:
                 panels.append(_restoration_panel(name, task, level, pairs[0], first))

@@ -195,8 +195,8 @@ def restore_array(
             "have diverged, or float16 overflowed. Restore in float32 or mixed_bfloat16, or use other weights."
         )
     output = _to_image_channels(output, np.shape(image), alpha)
-    if jpeg is not None:
-        output = jpeg.project(output, _to_unit_float(image)[0])
+    if jpeg is not None:  # the network's image (clipped to [0, 1]) made consistent with the JPEG file
+        output = jpeg.project(np.clip(output, 0.0, 1.0), _to_unit_float(image)[0])
     return _from_unit_float(output, dtype)
 
 

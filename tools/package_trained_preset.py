@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
     if task is not None:
         levels = _PACKAGED_LEVELS.get(task[0])
-        rows = evaluate_restoration(str(folder), task[0], levels, data_root=args.data, datasets=datasets)
+        # scored as `keras-din restore` runs the registered preset (its folder's path alone would not say
+        # that a JPEG preset's output is kept consistent with its file)
+        constraint = "on" if info.task == "jpeg" else "off"
+        rows = evaluate_restoration(
+            str(folder), task[0], levels, data_root=args.data, datasets=datasets, jpeg_constraint=constraint
+        )
         print(format_restoration_table(rows))
     else:
         datasets = datasets or ["Set5", "Set14", "B100", "Urban100"]

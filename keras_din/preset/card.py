@@ -206,6 +206,12 @@ def _restoration_results(results: list[dict]) -> list[str]:
         "Noise: N(0, σ/255) on the [0, 1] image from seed 0, not clipped; JPEG: Pillow at quality q"
         + ("; PSNR-B (Yim & Bovik) on greyscale." if _with_psnr_b(results) else ".")
     )
+    if any(row.get("jpeg_constraint") for row in results):
+        note += (
+            " `keras-din restore` keeps this preset's output consistent with the JPEG file it came from (the"
+            " JPEG constraint: luma DCT coefficients clipped into the file's quantisation cells, never further"
+            " from the original than the network alone; `--jpeg-constraint off` turns it off): both are shown."
+        )
     return [note, "", format_restoration_table(results)]
 
 
@@ -216,7 +222,8 @@ def _with_psnr_b(rows: list[dict]) -> bool:
 def format_restoration_table(rows: list[dict]) -> str:
     """A Markdown table of restoration scores (`keras_din.evaluate.evaluate_restoration`'s rows, a card's
     results): the degraded input's and the model's PSNR / SSIM, and PSNR-B where measured; "—" where a
-    row lacks a score.
+    row lacks a score. Rows measured with the JPEG constraint (`network_psnr`, ...) show the network's
+    own output beside the constrained one (what `keras-din restore` writes).
 
     Example:
     >>> row = {"dataset": "Kodak24", "task": "denoise", "level": 25, "images": 24, "input_psnr": 20.43,
@@ -225,8 +232,11 @@ def format_restoration_table(rows: list[dict]) -> str:
     | Kodak24 | denoise | 25 | 24 | 20.43 / 0.3000 | 31.06 / 0.8527 |
     """
     with_b = _with_psnr_b(rows)
-    columns = ["dataset", "task", "level", "images", "input PSNR / SSIM", "model PSNR / SSIM"]
-    columns += ["input PSNR-B", "model PSNR-B"] if with_b else []
+    constrained = any("network_psnr" in row for row in rows)
+    outputs = ("input_", "network_", "") if constrained else ("input_", "")
+    names = {"input_": "input", "network_": "network alone", "": "with JPEG constraint" if constrained else "model"}
+    columns = ["dataset", "task", "level", "images"] + [f"{names[p]} PSNR / SSIM" for p in outputs]
+    columns += [f"{names[p]} PSNR-B" for p in outputs] if with_b else []
 
     def score(row, key, digits=2):
         return f"{row[key]:.{digits}f}" if row.get(key) is not None else "—"
@@ -234,8 +244,8 @@ def format_restoration_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         cells = [r["dataset"], r["task"], str(r["level"]), str(r["images"])]
-        cells += [f"{score(r, p + 'psnr')} / {score(r, p + 'ssim', 4)}" for p in ("input_", "")]
-        cells += [score(r, "input_psnr_b"), score(r, "psnr_b")] if with_b else []
+        cells += [f"{score(r, p + 'psnr')} / {score(r, p + 'ssim', 4)}" for p in outputs]
+        cells += [score(r, p + "psnr_b") for p in outputs] if with_b else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
