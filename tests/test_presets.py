@@ -219,13 +219,16 @@ def test_top_readme_gives_the_bundled_presets_measured_scores():
 
 
 def test_top_readme_gives_the_restoration_presets_measured_scores():
-    """Each bundled same-size preset's rows (dataset, level, input, PSNR / SSIM) appear in the README as measured."""
+    """Each bundled same-size preset's rows (dataset, level, input, [network alone,] PSNR / SSIM) appear in the
+    README as measured."""
     readme = (REPO / "README.md").read_text()
     restoration = [info for info in BUNDLED.values() if info.config["scale"] == 1]
     assert restoration
     for info in restoration:
         for r in json.loads((info.folder() / "metadata.json").read_text())["results"]:
-            row = f"| {r['dataset']} | {r['level']} | {r['input_psnr']:.2f} | **{r['psnr']:.2f}** / {r['ssim']:.4f} |"
+            network = f" {r['network_psnr']:.2f} / {r['network_ssim']:.4f} |" if "network_psnr" in r else ""
+            output = f" **{r['psnr']:.2f}** / {r['ssim']:.4f} |"
+            row = f"| {r['dataset']} | {r['level']} | {r['input_psnr']:.2f} |{network}{output}"
             assert row in readme, (info.name, row)
 
 
