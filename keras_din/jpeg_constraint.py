@@ -40,10 +40,12 @@ from keras_din._io.images import orient
 from keras_din.errors import ConfigError
 
 # The orthonormal 8-point DCT-II (JPEG's), row k = frequency k.
+# float32 throughout: a photo's planes are large and float32 keeps their DCTs within 1e-3 of 255.
 _DCT = np.array(
-    [[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * x + 1) * k * np.pi / 16) for x in range(8)] for k in range(8)]
+    [[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * x + 1) * k * np.pi / 16) for x in range(8)] for k in range(8)],
+    np.float32,
 )
-_LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's (JFIF) Y of R, G, B
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # JPEG's (JFIF) Y of R, G, B
 # EXIF orientations 6 and 8 undo each other; every other one undoes itself.
 _INVERSE_ORIENTATION = {6: 8, 8: 6}
 CHOICES = ("auto", "on", "off")
@@ -78,6 +80,14 @@ class JpegConstraint:
     table: np.ndarray
     orientation: int = 1
 
+    def __post_init__(self):
+        table = np.asarray(self.table, np.float32)
+        if table.shape != (8, 8) or not np.all(table >= 1):
+            raise ConfigError(f"A JPEG quantisation table is 8×8 with entries of at least 1, got {self.table!r}.")
+        if self.orientation not in range(1, 9):
+            raise ConfigError(f"An EXIF orientation is 1 to 8, got {self.orientation!r}.")
+        object.__setattr__(self, "table", table)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "JpegConstraint | None":
         """The constraint of a JPEG file read with its EXIF orientation applied (as `read_image` reads it).
@@ -111,7 +121,10 @@ class JpegConstraint:
         _, horizontal, vertical, table_index = layers[0]
         if (horizontal, vertical) != (max(c[1] for c in layers), max(c[2] for c in layers)):
             return None  # luma sampled below the full resolution: its blocks are not the image's 8×8 grid
-        return cls(np.asarray(image.quantization[table_index], np.float64).reshape(8, 8))
+        table = np.asarray(image.quantization[table_index])
+        if table.size != 64 or table.min() < 1:  # a damaged or hostile table: no cells to trust
+            return None
+        return cls(table.reshape(8, 8))
 
     def project(self, restored: np.ndarray, decoded: np.ndarray) -> np.ndarray:
         """`restored` with its luma's 8×8 DCT coefficients clipped into the cells of `decoded`, the JPEG's pixels.
@@ -119,7 +132,7 @@ class JpegConstraint:
         Both are H×W×C float arrays in [0, 1] (C 1 or 3; H×W for greyscale), oriented as read;
         the result has `restored`'s shape, float32, clipped to [0, 1].
         """
-        restored, decoded = np.asarray(restored, np.float64), np.asarray(decoded, np.float64)
+        restored, decoded = np.asarray(restored, np.float32), np.asarray(decoded, np.float32)
         if restored.shape != decoded.shape or restored.ndim not in (2, 3):
             raise ConfigError(
                 f"The JPEG constraint needs a restored image of the JPEG's own size: got {restored.shape} for a "
@@ -129,10 +142,10 @@ class JpegConstraint:
         if channels not in (1, 3):
             raise ConfigError(f"The JPEG constraint takes greyscale or RGB images, got {channels} channels.")
         back = _INVERSE_ORIENTATION.get(self.orientation, self.orientation)
-        restored_y, decoded_y = (orient(_luma(a), back) * 255.0 for a in (restored, decoded))
-        change = orient(_projected(restored_y, decoded_y, self.table) - restored_y, self.orientation) / 255.0
+        restored_y, decoded_y = (orient(_luma(a), back) * np.float32(255) for a in (restored, decoded))
+        change = orient(_projected(restored_y, decoded_y, self.table) - restored_y, self.orientation) / np.float32(255)
         result = restored + (change if restored.ndim == 2 else change[..., None])
-        return np.clip(result, 0.0, 1.0).astype(np.float32)
+        return np.clip(result, 0.0, 1.0)
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -150,7 +163,7 @@ def _projected(plane: np.ndarray, decoded: np.ndarray, table: np.ndarray) -> np.
 
     def coefficients(samples):
         blocks = samples[: rows * 8, : columns * 8].reshape(rows, 8, columns, 8).transpose(0, 2, 1, 3)
-        return _DCT @ (blocks - 128.0) @ _DCT.T
+        return _DCT @ (blocks - np.float32(128)) @ _DCT.T
 
     stored = np.round(coefficients(decoded) / table)
     clipped = np.clip(coefficients(plane), (stored - 0.5) * table, (stored + 0.5) * table)

@@ -123,6 +123,23 @@ def test_files_that_are_not_plain_jpegs_have_no_constraint(tmp_path):
         assert JpegConstraint.from_file(tmp_path / name) is None, name
 
 
+def test_a_jpeg_with_a_zeroed_quantisation_table_is_restored_without_the_constraint(tmp_path, capsys):
+    """A hostile or damaged DQT segment (zero steps: no cells) must not turn the output into NaNs."""
+    clean = _crop("Classic5", 1, size=64)[..., 0]
+    data = bytearray(jpeg_encode(clean, 50))
+    start = data.index(b"\xff\xdb") + 5  # DQT marker, 2-byte length, 1-byte precision/table id
+    data[start : start + 64] = bytes(64)
+    path = tmp_path / "zeroed.jpg"
+    path.write_bytes(bytes(data))
+    assert Image.open(path).quantization[0][0] == 0  # Pillow decodes it, with its zero steps
+    assert JpegConstraint.from_file(path) is None
+    assert main(["restore", str(path), "-o", str(tmp_path / "out"), "--preset", "din_small_jpeg_grey"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "zeroed.jpg")).shape == (64, 64)
+    for table, orientation in ((np.zeros((8, 8)), 1), (np.ones((4, 4)), 1), (ANNEX_K_LUMINANCE, 9)):
+        with pytest.raises(ConfigError, match="quantisation table is 8×8|orientation is 1 to 8"):
+            JpegConstraint(table, orientation)
+
+
 def test_the_choice_is_auto_on_off_and_only_for_same_size_models():
     assert uses_jpeg_constraint("din_small_jpeg_grey") and not uses_jpeg_constraint("din_small_x2")
     assert uses_jpeg_constraint("some/folder", "on") and not uses_jpeg_constraint("din_small_jpeg", "off")
