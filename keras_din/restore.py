@@ -27,7 +27,7 @@ from keras_din._io.images import (  # noqa: F401 - the file side, re-exported fo
 )
 from keras_din.errors import ConfigError, ImageError
 from keras_din.inference import predictor_for
-from keras_din.jpeg_constraint import JpegConstraint
+from keras_din.jpeg_constraint import JpegConstraint, uses_jpeg_constraint
 from keras_din.tiling import count_tiles, tiled_apply
 
 DEFAULT_TILE = 192
@@ -272,7 +272,6 @@ class ImageRestorer:
 
         `jpeg_constraint`: `"auto"` (on for a registered JPEG artifact-removal preset), `"on"` or `"off"`.
         """
-        from keras_din.jpeg_constraint import uses_jpeg_constraint
         from keras_din.model import DIN
 
         if preset is None:
