@@ -53,7 +53,7 @@ CHOICES = ("auto", "on", "off")
 
 def uses_jpeg_constraint(preset: str, choice: str = "auto") -> bool:
     """Whether restoring with `preset` keeps JPEG inputs consistent with their files: `"on"`, `"off"`, or
-    `"auto"` (on for a registered JPEG artifact-removal preset, off for anything else).
+    `"auto"` (on for a registered JPEG artifact-removal preset, by name or Hub handle; off for anything else).
 
     Example:
     >>> uses_jpeg_constraint("din_small_jpeg"), uses_jpeg_constraint("din_small_denoise")
@@ -65,7 +65,7 @@ def uses_jpeg_constraint(preset: str, choice: str = "auto") -> bool:
         raise ConfigError(f"jpeg_constraint {choice!r}: use one of {', '.join(CHOICES)}.")
     if choice != "auto":
         return choice == "on"
-    return preset in PRESETS and PRESETS[preset].task == "jpeg"
+    return any(info.task == "jpeg" and preset in (info.name, info.hf_handle) for info in PRESETS.values())
 
 
 @dataclasses.dataclass(frozen=True)

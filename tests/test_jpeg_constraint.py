@@ -142,6 +142,7 @@ def test_a_jpeg_with_a_zeroed_quantisation_table_is_restored_without_the_constra
 
 def test_the_choice_is_auto_on_off_and_only_for_same_size_models():
     assert uses_jpeg_constraint("din_small_jpeg_grey") and not uses_jpeg_constraint("din_small_x2")
+    assert uses_jpeg_constraint("hf://keras-din/din_small_jpeg") and not uses_jpeg_constraint("hf://me/din_small_jpeg")
     assert uses_jpeg_constraint("some/folder", "on") and not uses_jpeg_constraint("din_small_jpeg", "off")
     with pytest.raises(ConfigError, match="jpeg_constraint 'yes'"):
         uses_jpeg_constraint("din_small_jpeg", "yes")
