@@ -293,9 +293,11 @@ def evaluate_restoration(
             if model is None:
                 bar.update(len(pairs))
             elif constrained:  # restore's steps: the network's [0, 1] image, projected, then quantised
+                # Pillow's tables depend on the quality alone: one constraint serves the whole set
+                jpeg = JpegConstraint.from_bytes(jpeg_encode(pairs[0][1], level))
                 unit = [(stem, clean, degraded / np.float32(255)) for stem, clean, degraded in pairs]
                 for (clean, network), (_, _, decoded) in zip(_restored(model, unit, self_ensemble, bar), unit):
-                    restored = JpegConstraint.from_bytes(jpeg_encode(clean, level)).project(network, decoded)
+                    restored = jpeg.project(network, decoded)
                     networks.append(restoration_scores(clean, network, with_psnr_b))
                     outputs.append(restoration_scores(clean, restored, with_psnr_b))
                     first = to_uint8(restored) if first is None else first
