@@ -1,5 +1,3 @@
-import sys
+from keras_din.cli import run
 
-from keras_din.cli import main
-
-sys.exit(main())
+run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -225,5 +226,25 @@ def main(argv: list[str] | None = None) -> int:
         return 3 if isinstance(error, RuntimeError) else 2
 
 
+def run() -> None:
+    """The `keras-din` console script and `python -m keras_din`: `main()`, then a quick exit.
+
+    When a command has returned, every output is written and closed; what is left of the process is
+    Python's own shutdown, which tears down each module the backends imported (torch, TensorFlow,
+    JAX, ...): about 1.1 s on the 2-core AVX-512 EPYC on every backend, for nothing. So the exit
+    handlers run and the streams are flushed, then the process ends with `os._exit`. A command that
+    raises takes Python's normal path (its traceback, its exit code).
+    """
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()  # what a normal shutdown runs first: logging's flush, tempfile's cleanup, ...
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing left to flush
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

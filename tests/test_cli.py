@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,23 @@ def test_restore_processes_good_images_and_names_broken_ones(tiny_preset, tmp_pa
     assert again.returncode == 1 and "exists" in again.stderr and "--overwrite" in again.stderr
     forced = _cli("restore", tmp_path / "colour.png", "-o", out, "--preset", preset, "--overwrite")
     assert forced.returncode == 0, forced.stderr[-2000:]
+
+
+def test_the_command_ends_quickly_with_all_its_output_and_its_exit_code(tmp_path, capsys):
+    """`keras-din` ends with `os._exit` after a command returns: its block-buffered output (a pipe, no
+    PYTHONUNBUFFERED) must still arrive whole, and its exit code unchanged, from both entry points."""
+    from keras_din.cli import main
+
+    assert main(["presets"]) == 0
+    expected = capsys.readouterr().out
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    script = Path(sys.executable).with_name("keras-din")
+    for command in ([sys.executable, "-m", "keras_din"], [str(script)]):
+        listed = subprocess.run([*command, "presets"], capture_output=True, text=True, cwd=REPO, env=env)
+        assert listed.returncode == 0 and listed.stdout == expected, listed.stderr[-2000:]
+        (tmp_path / "bad.json").write_text("{")
+        failed = subprocess.run([*command, "train", tmp_path / "bad.json"], capture_output=True, text=True, env=env)
+        assert failed.returncode == 2 and "bad.json" in failed.stderr
 
 
 def test_evaluate_bicubic_writes_the_json_report(tmp_path):
