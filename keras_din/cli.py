@@ -119,7 +119,8 @@ def _add_jpeg_constraint(command: argparse.ArgumentParser) -> None:
         default="auto",
         choices=CHOICES,
         help="keep a same-size result consistent with its JPEG input's file (its luma's DCT coefficients within "
-        "the file's quantisation cells): auto (default) = on for the JPEG presets",
+        "the file's quantisation cells): auto (default) = on for the JPEG presets and for preset folders whose "
+        'metadata.json says "task": "jpeg"',
     )
 
 

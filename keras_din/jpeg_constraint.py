@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -53,19 +54,30 @@ CHOICES = ("auto", "on", "off")
 
 def uses_jpeg_constraint(preset: str, choice: str = "auto") -> bool:
     """Whether restoring with `preset` keeps JPEG inputs consistent with their files: `"on"`, `"off"`, or
-    `"auto"` (on for a registered JPEG artifact-removal preset, by name or Hub handle; off for anything else).
+    `"auto"`: on for a registered JPEG artifact-removal preset (by name or Hub handle) and for a preset
+    folder whose `metadata.json` says `"task": "jpeg"` (the bundled presets' folders, and a model saved
+    with `save_to_preset(folder, metadata={"task": "jpeg"})`); off for anything else.
 
     Example:
     >>> uses_jpeg_constraint("din_small_jpeg"), uses_jpeg_constraint("din_small_denoise")
     (True, False)
     """
+    from keras_din.preset.format import METADATA_FILE, PresetError, read_preset_json
     from keras_din.preset.registry import PRESETS
 
     if choice not in CHOICES:
         raise ConfigError(f"jpeg_constraint {choice!r}: use one of {', '.join(CHOICES)}.")
     if choice != "auto":
         return choice == "on"
-    return any(info.task == "jpeg" and preset in (info.name, info.hf_handle) for info in PRESETS.values())
+    if any(info.task == "jpeg" and preset in (info.name, info.hf_handle) for info in PRESETS.values()):
+        return True
+    if not isinstance(preset, (str, os.PathLike)) or not Path(preset).is_dir():
+        return False
+    try:
+        metadata = read_preset_json(Path(preset), METADATA_FILE)
+    except PresetError:
+        return False  # no readable metadata: loading the preset says what is wrong with it
+    return isinstance(metadata, dict) and metadata.get("task") == "jpeg"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -270,7 +270,8 @@ class ImageRestorer:
     ) -> "ImageRestorer":
         """An `ImageRestorer` for a preset (any `DIN.from_preset` argument).
 
-        `jpeg_constraint`: `"auto"` (on for a registered JPEG artifact-removal preset), `"on"` or `"off"`.
+        `jpeg_constraint`: `"auto"` (on for a JPEG artifact-removal preset: see `uses_jpeg_constraint`), `"on"`
+        or `"off"`.
         """
         from keras_din.model import DIN
 

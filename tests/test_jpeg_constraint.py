@@ -3,6 +3,7 @@ what `keras-din restore` / `evaluate` do with it on the shipped JPEG presets."""
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,23 @@ def test_the_choice_is_auto_on_off_and_only_for_same_size_models():
     decoded = np.zeros((16, 16, 3))
     with pytest.raises(ConfigError, match="JPEG's own size"):
         JpegConstraint(ANNEX_K_LUMINANCE).project(np.zeros((32, 32, 3)), decoded)
+
+
+def test_auto_reads_the_task_of_a_preset_folder(tmp_path):
+    import shutil
+
+    import keras_din
+
+    bundled = tmp_path / "my_jpeg"
+    shutil.copytree(Path(keras_din.__file__).parent / "presets" / "din_small_jpeg", bundled)
+    assert uses_jpeg_constraint(str(bundled)) and uses_jpeg_constraint(bundled)
+    model = keras_din.DIN(scale=1, num_features=4, growth_rate=2, num_branches=1, num_blocks=1)
+    plain = model.save_to_preset(tmp_path / "plain")
+    marked = model.save_to_preset(tmp_path / "marked", metadata={"task": "jpeg"})
+    assert not uses_jpeg_constraint(str(plain)) and uses_jpeg_constraint(str(marked))
+    assert ImageRestorer.from_preset(str(marked)).jpeg_constraint
+    (plain / "metadata.json").write_text("{not json")  # its loading will say so; the choice stays off
+    assert not uses_jpeg_constraint(str(plain)) and not uses_jpeg_constraint(str(tmp_path / "missing"))
 
 
 def test_restore_with_the_constraint_is_closer_to_the_original_than_the_network_alone(tmp_path):

@@ -2,7 +2,7 @@
 
 Each folder gets `config.json` (exactly what `DIN.save_to_preset` writes, from the
 model built here), `metadata.json` (description, Hub handle, the counted
-parameters, `weights_available`; `weights`, `results` and any other entries
+parameters, `weights_available`, the `task`; `weights`, `results` and any other entries
 already in the folder's metadata.json are kept, so re-running after trained
 weights were saved into a folder keeps their checksums and scores) and the
 Hub model card `README.md`. A parameter count that differs from the
@@ -53,6 +53,7 @@ def _preset_files(info: PresetInfo, folder: Path) -> dict[Path, str]:
         "hf_handle": info.hf_handle,
         "parameter_count": parameters,
         "weights_available": info.weights_available,
+        "task": info.task,
     }
     metadata = {**generated, "weights": {}, "results": [], **existing, **generated}
     return {
