@@ -15,6 +15,10 @@ Each job is one fresh process, timed from start to exit (wall clock) with its pe
   preset and backend (each image run twice in one process, the second run timed): the cost of
   start-up, I/O and compiling per shape on top of the network itself (keras-din only).
 
+On JAX every job runs twice: first with an empty compilation cache of its own
+(`KERAS_DIN_JAX_CACHE`, what a first run costs), then again with what that run left in it (every
+later run of the same job: XLA's compile loaded from disk).
+
 The ONNX Runtime rows (`--onnx`, on by default) run the same jobs through the model exported
 with `keras-din export` beforehand (not timed), in a plain script like the authors' one: the
 fastest CPU route for users who can deploy an ONNX file.
@@ -235,16 +239,24 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"job": job, "runner": "authors (torch, no_grad)", **result})
             print(rows[-1], flush=True)
         for backend in args.backends.split(","):
-            for job in ("single", "folder", "default_512", "mixed_20"):
-                source = inputs[job][0].parent if job in ("folder", "mixed_20") else inputs[job][0]
-                model = str(preset) if job in ("single", "folder") else "din_small_x2"
-                command = [sys.executable, "-m", "keras_din", "restore", str(source), "-o",
-                           str(work / f"{backend}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
-                result = _timed(command, {**env, "KERAS_BACKEND": backend})
-                if job == "mixed_20":
-                    result.update(_warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend}))
-                rows.append({"job": job, "runner": f"keras-din restore ({backend})", **result})
-                print(rows[-1], flush=True)
+            # JAX: each job first with an empty compilation cache of its own (a first run), then again
+            # with what that run left in it (every later run of the same job).
+            for cache in ("empty", "warm") if backend == "jax" else ("none",):
+                for job in ("single", "folder", "default_512", "mixed_20"):
+                    source = inputs[job][0].parent if job in ("folder", "mixed_20") else inputs[job][0]
+                    model = str(preset) if job in ("single", "folder") else "din_small_x2"
+                    command = [sys.executable, "-m", "keras_din", "restore", str(source), "-o",
+                               str(work / f"{backend}_{cache}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
+                    job_env = {**env, "KERAS_BACKEND": backend, "KERAS_DIN_JAX_CACHE": str(work / f"jax_cache_{job}")}
+                    result = _timed(command, job_env)
+                    if job == "mixed_20":
+                        if cache != "warm":  # the network's own time, the same for both JAX runs
+                            forwards = _warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend})
+                        result.update(forwards)
+                    label = f"{backend}, compilation cache {cache}" if backend == "jax" else backend
+                    runner = f"keras-din restore ({label})"
+                    rows.append({"job": job, "runner": runner, **result})
+                    print(rows[-1], flush=True)
         if args.onnx:
             presets = {"single": preset, "folder": preset, "default_512": "din_small_x2", "mixed_20": "din_small_x2"}
             rows += _onnx_rows(work, inputs, presets, env)

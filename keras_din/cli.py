@@ -27,11 +27,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from keras_din.inference import use_jax_compilation_cache
     from keras_din.restore import ImageRestorer, check_tiling, output_suffix, restore_files
 
     # Options are checked once, before the model loads or any image is read.
     suffix = None if args.format is None else output_suffix(args.format, name="--format")
     tile = check_tiling(args.tile, args.overlap, names=("--tile", "--overlap"))
+    use_jax_compilation_cache()
     restorer = ImageRestorer.from_preset(
         args.preset,
         dtype=args.precision,
@@ -69,7 +71,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration, format_table
+    from keras_din.inference import use_jax_compilation_cache
     from keras_din.preset.card import format_restoration_table
+
+    use_jax_compilation_cache()
 
     datasets = None if args.datasets is None else [d for d in args.datasets.split(",") if d]
     if args.task != "sr":

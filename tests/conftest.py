@@ -19,6 +19,9 @@ SHARED = Path(os.environ.get("KERAS_DIN_SHARED", REPO.parent / "shared"))
 OFFICIAL = SHARED / "fixtures" / "official_din"
 DATASETS = SHARED / "datasets"
 SHARED_AVAILABLE = (OFFICIAL / "manifest.json").is_file() and DATASETS.is_dir()
+# The keras-din commands the tests run keep no JAX compilation cache in the home folder
+# (tests/test_cli.py gives one its own folder).
+os.environ.setdefault("KERAS_DIN_JAX_CACHE", "off")
 
 MANIFEST = json.loads((OFFICIAL / "manifest.json").read_text()) if SHARED_AVAILABLE else {"cases": []}
 CASES = {case["name"]: case for case in MANIFEST["cases"]}

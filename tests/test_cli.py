@@ -110,6 +110,41 @@ def test_the_command_ends_quickly_with_all_its_output_and_its_exit_code(tmp_path
         assert failed.returncode == 2 and "bad.json" in failed.stderr
 
 
+_COUNTING_CACHE_EVENTS = """
+import sys
+import jax.monitoring
+from keras_din.cli import main
+events = []
+jax.monitoring.register_event_listener(lambda event, **_: events.append(event))
+code = main(sys.argv[1:])
+print(events.count("/jax/compilation_cache/cache_hits"), events.count("/jax/compilation_cache/cache_misses"))
+sys.exit(code)
+"""
+
+
+def test_restore_on_jax_loads_an_earlier_runs_compiled_forward(tmp_path):
+    """On JAX `keras-din restore` keeps its compiled forward in KERAS_DIN_JAX_CACHE: the next process
+    loads it from there (a cache hit, none in the first run) and restores the same pixels."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("JAX's compilation cache: the JAX pass tests it")
+    image = tmp_path / "photo.png"
+    with Image.open(DATASETS / "Set5" / "HR" / "baby.png") as source:
+        source.convert("RGB").crop((0, 0, 64, 48)).save(image)
+    env = {**os.environ, "KERAS_DIN_JAX_CACHE": str(tmp_path / "cache")}
+    hits = []
+    for out in ("first", "second"):
+        command = [sys.executable, "-c", _COUNTING_CACHE_EVENTS, "restore", image, "-o", tmp_path / out]
+        result = subprocess.run([*command, "--preset", "din_small_x2"], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        hits.append(int(result.stdout.split()[-2]))
+        if out == "first":
+            assert any((tmp_path / "cache").iterdir())
+    assert hits[0] == 0 and hits[1] >= 1
+    assert (tmp_path / "first" / "photo.png").read_bytes() == (tmp_path / "second" / "photo.png").read_bytes()
+
+
 def test_evaluate_bicubic_writes_the_json_report(tmp_path):
     result = _cli(
         "evaluate",
