@@ -70,9 +70,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration, format_table
+    from keras_din.evaluate import DEFAULT_DATASETS, evaluate, evaluate_restoration
     from keras_din.inference import use_jax_compilation_cache
-    from keras_din.preset.card import format_restoration_table
+    from keras_din.preset.card import format_restoration_table, format_sr_table
 
     use_jax_compilation_cache()
 
@@ -101,7 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         json_path=args.json,
         figure_path=args.figure,
     )
-    print(format_table(rows))
+    print(format_sr_table(rows, digits=4))
     return 0
 
 

@@ -352,11 +352,3 @@ def _panel(dataset: str, scale: int, pair, sr: np.ndarray | None):
     if sr is not None:
         crops.append((f"DIN {y_psnr_ssim(hr, sr, scale)[0]:.2f} dB", sr[window]))
     return f"{dataset} x{scale} - {name}", crops
-
-
-def format_table(rows: list[dict]) -> str:
-    """A Markdown table of evaluation rows."""
-    lines = ["| dataset | scale | images | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['dataset']} | x{r['scale']} | {r['images']} | {r['psnr']:.4f} | {r['ssim']:.4f} |")
-    return "\n".join(lines)

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import keras_din
-from keras_din.evaluate import evaluate, format_table
+from keras_din.evaluate import evaluate
+from keras_din.preset.card import format_sr_table
 
 from conftest import DATASETS, OFFICIAL
 
@@ -24,7 +25,7 @@ PUBLISHED = {
 
 def test_bicubic_reproduces_the_published_table(tmp_path):
     rows = evaluate("bicubic", DATASETS, ["Set5", "Set14"], [2, 3, 4], json_path=tmp_path / "r.json", progress=False)
-    print("\n" + format_table(rows))
+    print("\n" + format_sr_table(rows, digits=4))
     for row in rows:
         published_psnr, published_ssim = PUBLISHED[(row["dataset"], row["scale"])]
         assert abs(row["psnr"] - published_psnr) <= 0.01, row

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import keras
 
-from keras_din.evaluate import evaluate, evaluate_restoration, format_table
+from keras_din.evaluate import evaluate, evaluate_restoration
 from keras_din.model import DIN
-from keras_din.preset.card import format_restoration_table
+from keras_din.preset.card import format_restoration_table, format_sr_table
 from keras_din.preset.registry import get_preset
 from keras_din.train import STATE_FILE, committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
 from tools import make_preset_folders
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         bicubic = evaluate("bicubic", args.data, datasets, [info.config["scale"]])
         for row, base in zip(rows, bicubic):
             row["bicubic_psnr"], row["bicubic_ssim"] = base["psnr"], base["ssim"]
-        print(format_table(rows))
+        print(format_sr_table(rows, digits=4))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
     return make_preset_folders.main([])
 

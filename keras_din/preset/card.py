@@ -186,18 +186,30 @@ _TASK_TAGS = {"denoise": "denoising", "jpeg": "jpeg-artifact-removal"}
 
 
 def _sr_results(results: list[dict]) -> list[str]:
-    bicubic = any("bicubic_psnr" in row for row in results)
-    lines = ["Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", ""]
-    lines += ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
+    return ["Y-channel PSNR/SSIM, border = scale, BI degradation (MATLAB bicubic).", "", format_sr_table(results)]
+
+
+def format_sr_table(rows: list[dict], digits: int = 2) -> str:
+    """A Markdown table of super-resolution scores (`keras_din.evaluate.evaluate`'s rows, a card's results):
+    Y-PSNR (`digits` decimals) / SSIM per dataset and scale, with bicubic's beside them where the rows carry
+    it (`bicubic_psnr`, `bicubic_ssim`); "not measured yet" where a row lacks a score.
+
+    Example:
+    >>> row = {"dataset": "Set5", "scale": 4, "images": 5, "psnr": 28.420712, "ssim": 0.810369}
+    >>> print(format_sr_table([row], digits=4).splitlines()[-1])
+    | Set5 | x4 | 5 | 28.4207 | 0.8104 |
+    """
+    bicubic = any("bicubic_psnr" in row for row in rows)
+    lines = ["| dataset | scale | images | PSNR (dB) | SSIM |" + (" bicubic PSNR / SSIM |" if bicubic else "")]
     lines += ["|---|---|---|---|---|" + ("---|" if bicubic else "")]
-    for row in results:
-        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "not measured yet"
+    for row in rows:
+        psnr = f"{row['psnr']:.{digits}f}" if "psnr" in row else "not measured yet"
         ssim = f"{row['ssim']:.4f}" if "ssim" in row else "not measured yet"
         line = f"| {row['dataset']} | x{row['scale']} | {row.get('images', '')} | {psnr} | {ssim} |"
         if bicubic:
-            line += f" {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} |"
+            line += f" {row['bicubic_psnr']:.{digits}f} / {row['bicubic_ssim']:.4f} |"
         lines.append(line)
-    return lines
+    return "\n".join(lines)
 
 
 def _restoration_results(results: list[dict]) -> list[str]:
