@@ -118,3 +118,16 @@ def test_files_saved_under_this_backend_load_under_the_others(converted, tmp_pat
         )
         assert result.returncode == 0, f"{backend}: {result.stderr[-3000:]}"
         assert result.stdout.count(f"{backend} DIN") == 2, result.stdout
+
+
+def test_loading_a_preset_builds_no_throwaway_layers(converted, tmp_path):
+    # Keras' load_weights lists the attributes of a bare Layer() per layer it visits unless its cache of
+    # them works (keras_din.preset.loader._cache_attr_skipsets); each bare Layer() takes the next
+    # default name "layer_N", so Keras' counter of that name shows how many were built.
+    model, x, y = converted
+    folder = model.save_to_preset(tmp_path / "preset")
+    keras_din.DIN.from_preset(folder)  # the first load may fill the cache
+    before = keras.backend.get_uid("layer")
+    loaded = keras_din.DIN.from_preset(folder)
+    assert keras.backend.get_uid("layer") == before + 1, "load_weights built a bare Layer() per layer again"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), y)
