@@ -1,6 +1,7 @@
 """The main job, whole process, side by side: `keras-din restore` on each backend against the authors' script.
 
     python benchmarks/end_to_end.py --official-repo PATH [--backends tensorflow,jax,torch] [--threads 2]
+                                    [--python BACKEND=PATH ...] [--tag NAME]
                                     [--data ../shared/datasets] [--out benchmarks/results]
 
 Each job is one fresh process, timed from start to exit (wall clock) with its peak RSS
@@ -18,6 +19,12 @@ Each job is one fresh process, timed from start to exit (wall clock) with its pe
 On JAX every job runs twice: first with an empty compilation cache of its own
 (`KERAS_DIN_JAX_CACHE`, what a first run costs), then again with what that run left in it (every
 later run of the same job: XLA's compile loaded from disk).
+
+`--python BACKEND=PATH` runs that backend's keras-din jobs with another interpreter, e.g. one of a
+virtual environment holding only `keras-din[BACKEND]`: what a user who installed one backend pays.
+Keras imports every optional package it finds (JAX through its Orbax callback, matplotlib through
+`keras.visualization`), so in a development environment with all three backends and matplotlib each
+command imports about 0.8 s of packages it never uses. `--tag NAME` adds NAME to the report's file names.
 
 The ONNX Runtime rows (`--onnx`, on by default) run the same jobs through the model exported
 with `keras-din export` beforehand (not timed), in a plain script like the authors' one: the
@@ -148,11 +155,11 @@ def _checkpoint(repo: Path, work: Path) -> Path:
     return path
 
 
-def _warm_forward_sum(work: Path, images: list[Path], env: dict) -> dict:
+def _warm_forward_sum(work: Path, images: list[Path], env: dict, python: str) -> dict:
     """The default preset's warm forward time summed over `images`, and the folder job's ratio to it."""
     script = work / "warm.py"
     script.write_text(_WARM_SCRIPT)
-    command = [sys.executable, str(script), "din_small_x2", *map(str, images)]
+    command = [python, str(script), "din_small_x2", *map(str, images)]
     done = subprocess.run(command, check=True, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -177,7 +184,7 @@ def _onnx_rows(work: Path, inputs: dict[str, list[Path]], presets: dict[str, obj
     return rows
 
 
-def write_report(rows: list[dict], out: Path, threads: int) -> None:
+def write_report(rows: list[dict], out: Path, threads: int, tag: str | None = None) -> None:
     """Writes `out/end_to_end-KIND.json` and `.md`: wall time, ratio to the authors', peak RSS, and the machine."""
     authors = {row["job"]: row["seconds"] for row in rows if row["runner"].startswith("authors")}
     for row in rows:
@@ -185,7 +192,7 @@ def write_report(rows: list[dict], out: Path, threads: int) -> None:
             row["x_authors_time"] = round(row["seconds"] / authors[row["job"]], 2)
     machine = describe_machine()
     out.mkdir(parents=True, exist_ok=True)
-    name = f"end_to_end-{machine['cpu_kind']}"
+    name = f"end_to_end-{machine['cpu_kind']}" + (f"-{tag}" if tag else "")
     (out / f"{name}.json").write_text(json.dumps({"machine": machine, "threads": threads, "rows": rows}, indent=2))
     onednn = "on" if machine["tensorflow_onednn"] else "off"
     lines = [
@@ -213,7 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="BACKEND=PATH",
+        help="the interpreter for that backend's keras-din jobs (default: this one)",
+    )
+    parser.add_argument("--tag", help="added to the report's file names")
     args = parser.parse_args(argv)
+    pythons = dict(item.split("=", 1) for item in args.python if "=" in item)
+    if len(pythons) != len(args.python) or not set(pythons) <= set(args.backends.split(",")):
+        parser.error(f"--python takes BACKEND=PATH for a backend of --backends, got {args.python}")
     repo = Path(args.official_repo).resolve()
     if problem := check_checkout(repo):
         parser.error(problem)
@@ -245,15 +263,17 @@ def main(argv: list[str] | None = None) -> int:
                 for job in ("single", "folder", "default_512", "mixed_20"):
                     source = inputs[job][0].parent if job in ("folder", "mixed_20") else inputs[job][0]
                     model = str(preset) if job in ("single", "folder") else "din_small_x2"
-                    command = [sys.executable, "-m", "keras_din", "restore", str(source), "-o",
+                    python = pythons.get(backend, sys.executable)
+                    command = [python, "-m", "keras_din", "restore", str(source), "-o",
                                str(work / f"{backend}_{cache}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
                     job_env = {**env, "KERAS_BACKEND": backend, "KERAS_DIN_JAX_CACHE": str(work / f"jax_cache_{job}")}
                     result = _timed(command, job_env)
                     if job == "mixed_20":
                         if cache != "warm":  # the network's own time, the same for both JAX runs
-                            forwards = _warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend})
+                            forwards = _warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend}, python)
                         result.update(forwards)
                     label = f"{backend}, compilation cache {cache}" if backend == "jax" else backend
+                    label += f", {python}" if backend in pythons else ""
                     runner = f"keras-din restore ({label})"
                     rows.append({"job": job, "runner": runner, **result})
                     print(rows[-1], flush=True)
@@ -261,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             presets = {"single": preset, "folder": preset, "default_512": "din_small_x2", "mixed_20": "din_small_x2"}
             rows += _onnx_rows(work, inputs, presets, env)
 
-    write_report(rows, Path(args.out), args.threads)
+    write_report(rows, Path(args.out), args.threads, args.tag)
     return 0
 
 
