@@ -365,6 +365,8 @@ def restore_files(
                 array, info = read_image(source)
             jpeg = JpegConstraint.from_file(source) if restorer.jpeg_constraint else None
             total = tiles_for(restorer.model, array.shape, restorer.tile, restorer.overlap)
+            if len(files) == 1 and total == 1 and not restorer.self_ensemble:
+                predictor_for(restorer.model, eager_first_call=True)  # one forward pass: not worth tracing
             with tqdm(
                 total=total, desc=source.name, unit="tile", leave=False, disable=not progress or total < 2
             ) as bar:

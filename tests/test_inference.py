@@ -71,3 +71,32 @@ def test_a_folder_of_nearby_sizes_compiles_once_on_jax(model):
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert once == 1 and len(compiles) - once == 3
+
+
+class _CountingDIN(keras_din.DIN):
+    """A DIN that counts how often Keras runs its Python `call` (eagerly, or to trace it)."""
+
+    calls = 0
+
+    def call(self, inputs, training=False):
+        type(self).calls += 1
+        return super().call(inputs, training=training)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow traces a tf.function")
+def test_an_eager_first_call_traces_from_the_second_call_on(model):
+    counting = _CountingDIN.from_config(model.get_config())
+    counting.set_weights(model.get_weights())
+    batch = RNG.random((1, 9, 7, 3), dtype=np.float32)
+    expected = model.predict(batch, verbose=0)
+    predict = Predictor(counting, eager_first_call=True)
+    seen = []
+    for _ in range(3):
+        np.testing.assert_allclose(predict(batch), expected, atol=1e-5)
+        seen.append(_CountingDIN.calls)
+    assert seen == [1, 2, 2]  # eager, then traced once, then the trace reused
+    _CountingDIN.calls = 0
+    traced = Predictor(counting)
+    for _ in range(2):
+        traced(batch)
+    assert _CountingDIN.calls == 1  # traced on the first call, reused on the second
