@@ -109,8 +109,9 @@ def _cache_attr_skipsets() -> None:
     `keras.src.saving.saving_lib.get_attr_skipset` (Keras 3.15) reads its cache under
     `saving_attr_skiplist_<kind>` but stores it under `saving_attr_skipset_<kind>`, so it never hits: for each
     layer `load_weights` visits it builds a throwaway `Layer()` to list the attributes of a bare one (668 for
-    a paper-size conference x4, 0.2-0.5 s of its build and load). Storing each set under the key it reads
-    makes that once per kind; harmless once Keras fixes the key (the entry is then never read).
+    a paper-size conference x4, 0.2-0.5 s of its build and load on the 2-core AVX-512 EPYC). Storing each set
+    under the key it reads makes that once per kind; harmless once Keras fixes the key (the entry is then
+    never read).
     """
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
