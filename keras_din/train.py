@@ -24,7 +24,10 @@ The learning rate is `learning_rate`, multiplied by `lr_gamma` after each epoch 
 each stretch's rate instead: `"lr_milestones": [20, 30], "lr_values": [5e-4, 5e-5, 2.5e-4]`
 drops to 5e-5 after epoch 20 and restarts warm at 2.5e-4 after epoch 30 (a finished run can be
 extended so, and resumes with it). `"lr_cosine": true` anneals the last stretch from its rate to 0
-along a half cosine ending with epoch `epochs`.
+along a half cosine ending with epoch `epochs`; `"lr_cosine": 24` (0 or one of `lr_milestones`)
+anneals every stretch after epoch 24 to 0 by its end, the next milestone or `epochs` (cosine
+annealing with warm restarts, SGDR): a finished annealed run extended by one more milestone and
+rate so keeps the schedule its epochs were trained with.
 
 `"ema": 0.999` keeps an exponential moving average of the weights (Adam's `use_ema`): validation,
 checkpoints and the returned model use the averaged weights, training goes on from the raw ones,
@@ -170,8 +173,12 @@ def _check_types(config: dict) -> None:
         not isinstance(values, list) or not all(isinstance(v, (int, float)) and v > 0 for v in values)
     ):
         raise ConfigError(f"Training config: solver.lr_values must be a list of positive numbers, got {values!r}.")
-    if not isinstance(solver["lr_cosine"], bool):
-        raise ConfigError(f"Training config: solver.lr_cosine must be true or false, got {solver['lr_cosine']!r}.")
+    cosine = solver["lr_cosine"]
+    if not isinstance(cosine, bool) and not (isinstance(cosine, int) and (cosine == 0 or cosine in milestones)):
+        raise ConfigError(
+            "Training config: solver.lr_cosine must be true, false or the epoch after which every stretch is "
+            f"annealed (0 or one of lr_milestones {milestones}), got {cosine!r}."
+        )
     ema = solver["ema"]
     if ema is not None and not (isinstance(ema, float) and 0 < ema < 1):
         raise ConfigError(
@@ -205,18 +212,31 @@ def lr_stretches(solver: dict, epochs: int) -> list[dict]:
     """The learning rate of each stretch of epochs 1..`epochs` under `solver` (a loaded config's).
 
     Example:
-    >>> lr_stretches({"learning_rate": 1e-3, "lr_gamma": 0.5, "lr_milestones": [2], "lr_values": None}, 3)
+    >>> solver = {"epochs": 4, "learning_rate": 1e-3, "lr_gamma": 0.5, "lr_milestones": [2], "lr_values": None}
+    >>> lr_stretches(solver, 3)
     [{'from_epoch': 1, 'learning_rate': 0.001}, {'from_epoch': 3, 'learning_rate': 0.0005}]
+    >>> lr_stretches(solver | {"lr_cosine": 0}, 3)[0]  # warm restarts, each stretch annealed to 0
+    {'from_epoch': 1, 'learning_rate': 0.001, 'anneal': 'cosine', 'to_epoch': 2}
     """
     starts = [1] + [int(m) + 1 for m in solver["lr_milestones"]]
-    stretches = [
+    ends = [start - 1 for start in starts[1:]] + [int(solver["epochs"])]
+    first = _first_annealed(solver)
+    return [
         {"from_epoch": start, "learning_rate": value}
-        for start, value in zip(starts, _lr_values(solver))
+        | ({"anneal": "cosine", "to_epoch": end} if index >= first else {})
+        for index, (start, end, value) in enumerate(zip(starts, ends, _lr_values(solver)))
         if start <= epochs
     ]
-    if solver.get("lr_cosine") and len(stretches) == len(starts):  # the annealed last stretch has begun
-        stretches[-1] = {**stretches[-1], "anneal": "cosine", "to_epoch": int(solver["epochs"])}
-    return stretches
+
+
+def _first_annealed(solver: dict) -> int:
+    """The index of the first stretch that `solver["lr_cosine"]` anneals (the number of stretches: none)."""
+    cosine, milestones = solver.get("lr_cosine", False), [int(m) for m in solver["lr_milestones"]]
+    if cosine is True:
+        return len(milestones)
+    if cosine is False:
+        return len(milestones) + 1
+    return 0 if cosine == 0 else milestones.index(cosine) + 1
 
 
 def epoch_learning_rate(stretch: dict, epoch: int) -> float:
@@ -230,44 +250,59 @@ def epoch_learning_rate(stretch: dict, epoch: int) -> float:
     if stretch.get("anneal") != "cosine":
         return stretch["learning_rate"]
     rate = stretch["learning_rate"]  # the schedule itself, counted in epochs instead of steps
-    annealed = CosineLastStretch([stretch["from_epoch"] - 1], [rate, rate], end_step=stretch["to_epoch"])
+    annealed = CosineStretches([stretch["from_epoch"] - 1], [rate, rate], end_step=stretch["to_epoch"])
     return float(annealed(epoch - 0.5))
 
 
 def _schedule(solver: dict, steps_per_epoch: int):
     values = _lr_values(solver)
     boundaries = [int(m) * steps_per_epoch for m in solver["lr_milestones"]]
-    if solver["lr_cosine"]:
-        return CosineLastStretch(boundaries, values, int(solver["epochs"]) * steps_per_epoch)
+    first = _first_annealed(solver)
+    if first < len(values):
+        return CosineStretches(boundaries, values, int(solver["epochs"]) * steps_per_epoch, first)
     if len(values) == 1:
         return values[0]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 @keras.saving.register_keras_serializable(package="keras_din")
-class CosineLastStretch(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant `values` between step `boundaries`, the last one annealed to 0 by a half cosine at `end_step`.
+class CosineStretches(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant `values` between step `boundaries`; from stretch `first_annealed` on (default: the last
+    stretch) each is annealed to 0 by a half cosine at its end, the next boundary or `end_step`.
 
     Example:
-    >>> schedule = CosineLastStretch([10], [1e-3, 5e-4], end_step=20)
+    >>> schedule = CosineStretches([10], [1e-3, 5e-4], end_step=20)
     >>> [round(float(schedule(step)), 6) for step in (0, 10, 15, 20, 30)]
     [0.001, 0.0005, 0.00025, 0.0, 0.0]
+    >>> restarts = CosineStretches([10], [1e-3, 5e-4], end_step=20, first_annealed=0)
+    >>> [round(float(restarts(step)), 6) for step in (0, 5, 10, 15, 20)]
+    [0.001, 0.0005, 0.0005, 0.00025, 0.0]
     """
 
-    def __init__(self, boundaries: list[int], values: list[float], end_step: int):
+    def __init__(self, boundaries: list[int], values: list[float], end_step: int, first_annealed: int | None = None):
         self.boundaries, self.values, self.end_step = list(boundaries), list(values), int(end_step)
+        self.first_annealed = len(self.boundaries) if first_annealed is None else int(first_annealed)
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        start = float(self.boundaries[-1]) if self.boundaries else 0.0
-        progress = keras.ops.clip((step - start) / max(self.end_step - start, 1.0), 0.0, 1.0)
-        rate = self.values[-1] * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
-        for boundary, value in reversed(list(zip(self.boundaries, self.values))):
-            rate = keras.ops.where(step < boundary, value, rate)
+        starts = [0.0] + [float(b) for b in self.boundaries]
+        ends = [float(b) for b in self.boundaries] + [float(self.end_step)]
+        rate = None
+        for index in reversed(range(len(self.values))):  # the last stretch also holds every step after it
+            value, start, end = self.values[index], starts[index], ends[index]
+            if index >= self.first_annealed:
+                progress = keras.ops.clip((step - start) / max(end - start, 1.0), 0.0, 1.0)
+                value = self.values[index] * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+            rate = value if rate is None else keras.ops.where(step < end, value, rate)
         return rate
 
     def get_config(self) -> dict:
-        return {"boundaries": self.boundaries, "values": self.values, "end_step": self.end_step}
+        return {
+            "boundaries": self.boundaries,
+            "values": self.values,
+            "end_step": self.end_step,
+            "first_annealed": self.first_annealed,
+        }
 
 
 def _loss(name: str):
@@ -759,7 +794,8 @@ def _restore(model: DIN, checkpoint: Path) -> None:
     average starts from the checkpoint's model weights (the average, or the weights themselves
     when the checkpoint had none).
     """
-    saved = keras.saving.load_model(checkpoint)
+    # Checkpoints written before CosineStretches annealed more than the last stretch name it CosineLastStretch.
+    saved = keras.saving.load_model(checkpoint, custom_objects={"keras_din>CosineLastStretch": CosineStretches})
     try:
         model.set_weights(saved.get_weights())
     except ValueError as error:

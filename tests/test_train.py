@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from keras_din.errors import ConfigError
-from keras_din.train import TrainingError, build_model, load_config, train
+from keras_din.train import TrainingError, build_model, load_config, lr_stretches, train
 
 from conftest import DATASETS, REPO
 
@@ -207,6 +208,41 @@ def test_ema_and_cosine_resume_without_loss_and_checkpoints_hold_both_weights(tm
     assert [stretch.get("ema") for stretch in history] == [0.8]
 
 
+def test_an_annealed_run_extended_by_a_warm_restart_keeps_its_schedule_and_anneals_the_new_stretch(tmp_path):
+    def config(out, epochs, milestones, values, cosine):
+        made = _config(out, epochs=epochs, lr_milestones=milestones, lr_values=values, lr_cosine=cosine)
+        made["data"]["val"] = None
+        return made
+
+    first = train(config(tmp_path / "split", 2, [1], [2e-3, 1e-3], True), verbose=0)
+    assert _learning_rate(first) == pytest.approx(0.0, abs=1e-12)  # epoch 2 annealed to 0
+    extended = config(tmp_path / "split", 3, [1, 2], [2e-3, 1e-3, 5e-4], 1)  # every stretch after epoch 1
+    resumed = train(extended, verbose=0)
+    straight = train(config(tmp_path / "straight", 3, [1, 2], [2e-3, 1e-3, 5e-4], 1), verbose=0)
+    for a, b in zip(_weights(resumed), _weights(straight)):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # epoch 2 ran the same schedule in both
+    assert _learning_rate(resumed) == pytest.approx(0.0, abs=1e-12)  # the restart annealed to 0 too
+    schedule = resumed.optimizer._learning_rate  # 6 steps per epoch
+    expected = {3: 2e-3, 9: 1e-3 * (1 + np.cos(np.pi * 3 / 6)) / 2, 12: 5e-4, 15: 5e-4 * (1 + np.cos(np.pi / 2)) / 2}
+    for step, rate in expected.items():
+        assert float(keras.ops.convert_to_numpy(schedule(step))) == pytest.approx(rate, rel=1e-5)
+    assert [s.get("to_epoch") for s in lr_stretches(extended["solver"], 3)] == [None, 2, 3]
+
+
+def test_a_run_whose_checkpoint_names_the_old_cosine_schedule_resumes(tmp_path):
+    # presets/din_small_x4/training was committed when the schedule class was CosineLastStretch.
+    shutil.copytree(REPO / "presets" / "din_small_x4" / "training", tmp_path / "training")
+    config = json.loads((REPO / "presets" / "din_small_x4" / "train_config.json").read_text())
+    config["data"] = {**config["data"], "train": [str(DATASETS / "Set5" / "HR")], "val": None}
+    config["data"].update(batch_size=2, steps_per_epoch=1)
+    config["solver"].update(epochs=82, lr_milestones=[*config["solver"]["lr_milestones"], 81], mixed_precision=None)
+    config["solver"].update(lr_values=[*config["solver"]["lr_values"], 1e-5], lr_cosine=41)
+    config["output_dir"], config["init_from"] = str(tmp_path / "training"), None
+    model = train(config, verbose=0)
+    assert json.loads((tmp_path / "training" / "state.json").read_text())["epochs_done"] == 82
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 81 * 250 + 1
+
+
 def test_ema_switched_on_at_resume_starts_the_average_from_the_weights(tmp_path):
     plain = _config(tmp_path, epochs=1)
     first = train(plain, verbose=0)
@@ -319,7 +355,8 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
         ({"data": {"train": 5}}, "data.train must name one or more folders"),
         ({"data": {"train": "x"}, "init_from": 3}, "init_from must be a preset name"),
         ({"data": {"train": "x"}, "solver": {"ema": 1}}, "solver.ema must be null or a momentum between 0 and 1"),
-        ({"data": {"train": "x"}, "solver": {"lr_cosine": "yes"}}, "solver.lr_cosine must be true or false"),
+        ({"data": {"train": "x"}, "solver": {"lr_cosine": "yes"}}, "solver.lr_cosine must be true, false or the epoch"),
+        ({"data": {"train": "x"}, "solver": {"lr_milestones": [2], "lr_cosine": 3}}, r"one of lr_milestones \[2\]"),
     ],
 )
 def test_a_bad_config_is_refused_by_name_before_anything_is_written(bad, message, tmp_path):
