@@ -9,7 +9,8 @@ per channel. The blocks therefore keep those sub-layers as the owners of their v
 backends' eager modes, nothing under `tf.function` / `jax.jit`; outputs bit-identical.
 
 Every convolution of the layers goes through `conv2d`, which is also where TensorFlow's missing
-NCHW CPU convolution is worked around (`_tf_needs_nhwc`).
+NCHW CPU convolution is worked around (`_tf_needs_nhwc`) and where torch adds the bias inside its
+convolution (`_torch_conv2d`).
 """
 
 import functools
@@ -42,9 +43,24 @@ def _tf_needs_nhwc() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
+def _torch_conv2d(x, kernel, bias):
+    """A stride-1, "same"-padded NCHW convolution with its bias, in torch itself.
+
+    `keras.ops.conv` takes no bias, so on torch each convolution would be followed by a second
+    pass over its output to add it; torch's `conv2d` adds it inside oneDNN's kernel instead.
+    Measured with torch's profiler (conference ×4 at 160×120, Intel Xeon with AMX, 2 threads):
+    the adds' time 0.45 s → 0.21 s of about 6 s of operator time per forward pass.
+    """
+    import torch
+
+    return torch.nn.functional.conv2d(x, ops.transpose(kernel, (3, 2, 0, 1)), bias, padding="same")
+
+
 def conv2d(layer, x, data_format: str):
     """`layer(x)` for a stride-1, "same"-padded, linear `keras.layers.Conv2D` with a bias."""
     kernel = ops.cast(layer.kernel, x.dtype)
+    if data_format == "channels_first" and keras.backend.backend() == "torch":
+        return _torch_conv2d(x, kernel, ops.cast(layer.bias, x.dtype))
     if data_format == "channels_first" and _tf_needs_nhwc():
         y = ops.conv(ops.transpose(x, (0, 2, 3, 1)), kernel, strides=1, padding="same")
         y = y + _per_channel(layer.bias, y, "channels_last")
