@@ -1,7 +1,7 @@
 """Training recipes side by side: short runs from one checkpoint, one ingredient changed at a time.
 
     python benchmarks/training_recipes.py [--preset din_small_x2] [--epochs 8] [--recipes step,cosine,...]
-                                          [--out benchmarks/results]
+                                          [--steps-per-epoch N] [--out benchmarks/results]
 
 Every recipe resumes a copy of the preset's committed training run (weights and Adam state, as the
 presets themselves are trained on), extended by `--epochs` epochs of the preset's own data section
@@ -36,8 +36,10 @@ from _machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Each recipe: what it changes in the preset's solver section, over a warm restart at 2.5e-4.
-# Milestones are fractions of the run (halving after half and after three quarters of it).
+# Each recipe: what it changes in the preset's solver section, over a warm restart at 2.5e-4, from
+# `BASELINE` (so that "step" is plain whatever the preset's own run used). Milestones are fractions of
+# the run (halving after half and after three quarters of it).
+BASELINE = {"lr_cosine": False, "ema": None, "loss": "l1"}
 RECIPES = {
     "step": {"lr_milestones": [0.5, 0.75], "lr_values": [2.5e-4, 1.25e-4, 6.25e-5]},
     "step+ema": {"lr_milestones": [0.5, 0.75], "lr_values": [2.5e-4, 1.25e-4, 6.25e-5], "ema": 0.999},
@@ -47,9 +49,9 @@ RECIPES = {
 }
 
 
-def _config(preset: str, recipe: dict, epochs: int, out: Path) -> tuple[dict, int]:
+def _config(preset: str, recipe: dict, epochs: int, out: Path, steps_per_epoch: int | None = None) -> tuple[dict, int]:
     """The preset's config extended by `epochs` under `recipe`, its run copied to `out` to resume there;
-    and the epochs the run had done."""
+    and the epochs the run had done. `steps_per_epoch` shortens the epochs (a smoke run)."""
     config = json.loads((REPO / "presets" / preset / "train_config.json").read_text())
     run = REPO / config["output_dir"]
     done = json.loads((run / "state.json").read_text())["epochs_done"]
@@ -58,6 +60,7 @@ def _config(preset: str, recipe: dict, epochs: int, out: Path) -> tuple[dict, in
         shutil.copy2(path, out / path.name)
     solver = {
         **config["solver"],
+        **BASELINE,
         **recipe,
         "epochs": done + epochs,
         "lr_milestones": [done] + [done + round(fraction * epochs) for fraction in recipe["lr_milestones"]],
@@ -65,6 +68,8 @@ def _config(preset: str, recipe: dict, epochs: int, out: Path) -> tuple[dict, in
     }
     data = {**config["data"], "train": [str(REPO / p) for p in config["data"]["train"]]}
     data["val"] = str(REPO / data["val"]) if data.get("val") else None
+    if steps_per_epoch is not None:
+        data["steps_per_epoch"] = steps_per_epoch
     return {**config, "data": data, "solver": solver, "init_from": None, "output_dir": str(out)}, done
 
 
@@ -80,6 +85,7 @@ def _run(config: dict, done: int, folder: Path) -> dict:
         rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) >= done]
     steps = (config["solver"]["epochs"] - done) * config["data"]["steps_per_epoch"]
     return {
+        "solver": config["solver"],
         "val_psnr": [float(r["val_psnr"]) for r in rows],
         "seconds": seconds,
         "seconds_per_step": seconds / steps,
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="din_small_x2")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of: {', '.join(RECIPES)}")
+    parser.add_argument("--steps-per-epoch", type=int, help="shorter epochs than the preset's (a smoke run)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     names = args.recipes.split(",")
@@ -128,15 +135,24 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(temporary) / name.replace("+", "_")
             folder.mkdir()
             print(f"{name} ...", flush=True)
-            results[name] = _run(*_config(args.preset, RECIPES[name], args.epochs, folder / "run"), folder)
+            config, done = _config(args.preset, RECIPES[name], args.epochs, folder / "run", args.steps_per_epoch)
+            results[name] = _run(config, done, folder)
             print(f"  {results[name].get('val_psnr', results[name].get('error'))}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"training_recipes-{args.preset}-{machine['cpu_kind']}"
     earlier = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
-    if earlier.get("epochs") == args.epochs:  # recipes measured before on this CPU kind stay in the table
+    if (earlier.get("epochs"), earlier.get("steps_per_epoch")) == (args.epochs, args.steps_per_epoch):
+        # recipes measured before on this CPU kind, at the same length, stay in the table
         results = {**earlier["results"], **results}
-    record = {"preset": args.preset, "epochs": args.epochs, "machine": machine, "recipes": RECIPES, "results": results}
+    record = {
+        "preset": args.preset,
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "machine": machine,
+        "recipes": RECIPES,
+        "results": results,
+    }
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
     stem.with_suffix(".md").write_text(_markdown(args.preset, last_logs.get("val_psnr"), results, machine, args.epochs))
     print(stem.with_suffix(".md").read_text())

@@ -109,3 +109,22 @@ def test_model_sizes_trains_each_size_for_the_time_it_is_given(tmp_path):
         assert all(math.isfinite(p) for p in row["val_psnr"])  # a few steps from scratch: no level to expect
     table = tmp_path / f"model_sizes-{record['preset']}-{record['machine']['cpu_kind']}-{BACKEND}.md"
     assert "| 8/4/1/1 |" in table.read_text()
+
+
+@pytest.mark.slow
+def test_training_recipes_resume_the_preset_run_under_each_recipe_alone(tmp_path):
+    """benchmarks/training_recipes.py: each recipe's solver is its own, not the preset's EMA and cosine."""
+    command = [sys.executable, str(REPO / "benchmarks" / "training_recipes.py"), "--recipes", "step,cosine+ema"]
+    command += ["--epochs", "2", "--steps-per-epoch", "2", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = tmp_path.glob("training_recipes-din_small_x2-*.json")
+    record = json.loads(path.read_text())
+    step, cosine = record["results"]["step"], record["results"]["cosine+ema"]
+    assert (step["solver"]["lr_cosine"], step["solver"]["ema"]) == (False, None)  # din_small_x2 ran with both
+    assert (cosine["solver"]["lr_cosine"], cosine["solver"]["ema"]) == (True, 0.999)
+    done = json.loads((REPO / "presets" / "din_small_x2" / "training" / "state.json").read_text())["epochs_done"]
+    assert step["solver"]["lr_milestones"] == [done, done + 1, done + 2] and step["solver"]["epochs"] == done + 2
+    for row in (step, cosine):
+        assert len(row["val_psnr"]) == 2 and all(p > 30 for p in row["val_psnr"])  # the trained preset, resumed
+    assert "| cosine+ema |" in path.with_suffix(".md").read_text()
