@@ -1,7 +1,7 @@
 """The main job, whole process, side by side: `keras-din restore` on each backend against the authors' script.
 
     python benchmarks/end_to_end.py --official-repo PATH [--backends tensorflow,jax,torch] [--threads 2]
-                                    [--python BACKEND=PATH ...] [--tag NAME]
+                                    [--python BACKEND=PATH ...] [--precision POLICY] [--tag NAME]
                                     [--data ../shared/datasets] [--out benchmarks/results]
 
 Each job is one fresh process, timed from start to exit (wall clock) with its peak RSS
@@ -25,6 +25,9 @@ virtual environment holding only `keras-din[BACKEND]`: what a user who installed
 Keras imports every optional package it finds (JAX through its Orbax callback, matplotlib through
 `keras.visualization`), so in a development environment with all three backends and matplotlib each
 command imports about 0.8 s of packages it never uses. `--tag NAME` adds NAME to the report's file names.
+`--precision mixed_bfloat16` runs keras-din's jobs (and their warm forwards) in that dtype policy
+(`keras-din restore --precision`), for CPUs with bfloat16 units (AVX512-BF16, AMX); the authors' script
+and ONNX Runtime stay in float32, so those rows compare precisions as well as code.
 
 The ONNX Runtime rows (`--onnx`, on by default) run the same jobs through the model exported
 with `keras-din export` beforehand (not timed), in a plain script like the authors' one: the
@@ -96,9 +99,9 @@ import numpy as np
 from PIL import Image
 from keras_din import DIN
 from keras_din.inference import Predictor
-predict = Predictor(DIN.from_preset(sys.argv[1]))
+predict = Predictor(DIN.from_preset(sys.argv[1], dtype=sys.argv[2]))
 total = 0.0
-for source in sys.argv[2:]:
+for source in sys.argv[3:]:
     x = np.asarray(Image.open(source).convert("RGB"), np.float32)[None] / 255
     predict(x)
     start = time.perf_counter()
@@ -155,11 +158,11 @@ def _checkpoint(repo: Path, work: Path) -> Path:
     return path
 
 
-def _warm_forward_sum(work: Path, images: list[Path], env: dict, python: str) -> dict:
+def _warm_forward_sum(work: Path, images: list[Path], env: dict, python: str, precision: str) -> dict:
     """The default preset's warm forward time summed over `images`, and the folder job's ratio to it."""
     script = work / "warm.py"
     script.write_text(_WARM_SCRIPT)
-    command = [python, str(script), "din_small_x2", *map(str, images)]
+    command = [python, str(script), "din_small_x2", precision, *map(str, images)]
     done = subprocess.run(command, check=True, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -227,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="BACKEND=PATH",
         help="the interpreter for that backend's keras-din jobs (default: this one)",
     )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+        help="keras-din's dtype policy (default float32, as the authors')",
+    )
     parser.add_argument("--tag", help="added to the report's file names")
     args = parser.parse_args(argv)
     pythons = dict(item.split("=", 1) for item in args.python if "=" in item)
@@ -265,14 +274,17 @@ def main(argv: list[str] | None = None) -> int:
                     model = str(preset) if job in ("single", "folder") else "din_small_x2"
                     python = pythons.get(backend, sys.executable)
                     command = [python, "-m", "keras_din", "restore", str(source), "-o",
-                               str(work / f"{backend}_{cache}_{job}"), "--preset", model, "--tile", "none"]  # fmt: skip
+                               str(work / f"{backend}_{cache}_{job}"), "--preset", model, "--tile", "none",
+                               "--precision", args.precision]  # fmt: skip
                     job_env = {**env, "KERAS_BACKEND": backend, "KERAS_DIN_JAX_CACHE": str(work / f"jax_cache_{job}")}
                     result = _timed(command, job_env)
                     if job == "mixed_20":
                         if cache != "warm":  # the network's own time, the same for both JAX runs
-                            forwards = _warm_forward_sum(work, inputs[job], {**env, "KERAS_BACKEND": backend}, python)
+                            warm_env = {**env, "KERAS_BACKEND": backend}
+                            forwards = _warm_forward_sum(work, inputs[job], warm_env, python, args.precision)
                         result.update(forwards)
                     label = f"{backend}, compilation cache {cache}" if backend == "jax" else backend
+                    label += f", {args.precision}" if args.precision != "float32" else ""
                     label += f", {python}" if backend in pythons else ""
                     runner = f"keras-din restore ({label})"
                     rows.append({"job": job, "runner": runner, **result})
