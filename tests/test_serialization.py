@@ -131,3 +131,20 @@ def test_loading_a_preset_builds_no_throwaway_layers(converted, tmp_path):
     loaded = keras_din.DIN.from_preset(folder)
     assert keras.backend.get_uid("layer") == before + 1, "load_weights built a bare Layer() per layer again"
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), y)
+
+
+def test_bfloat16_preset_weights_load_as_keras_load_weights_loads_them(tmp_path):
+    # The loader reads the weights file in one pass (keras_din.preset.loader._WeightsInMemory) and Keras marks
+    # bfloat16 arrays with an attribute: each variable must get the value and dtype Keras' own load_weights gives.
+    model = keras_din.DIN(scale=2, num_features=8, growth_rate=2, num_branches=2, num_blocks=1, dtype="bfloat16")
+    folder = model.save_to_preset(tmp_path / "preset")
+    fast = keras_din.DIN.from_preset(folder)
+    plain = keras_din.DIN.from_config(model.get_config())
+    plain.load_weights(folder / "model.weights.h5")
+    pairs = list(zip(fast.weights, plain.weights, model.weights, strict=True))
+    assert len({id(v) for v in fast.weights}) == len(pairs) > 20
+    for ours, keras_own, saved in pairs:
+        assert ours.path == keras_own.path and ours.dtype == keras_own.dtype == "bfloat16", (ours.path, ours.dtype)
+        value = keras.ops.convert_to_numpy(keras.ops.cast(ours.value, "float32"))
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(keras.ops.cast(keras_own.value, "float32")))
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(keras.ops.cast(saved.value, "float32")))
