@@ -23,6 +23,7 @@ from keras_din._io.images import (  # noqa: F401 - the file side, re-exported fo
     expand_inputs,
     output_suffix,
     read_image,
+    resampled_info,
     write_image_atomic,
 )
 from keras_din.errors import ConfigError, ImageError
@@ -372,6 +373,7 @@ def restore_files(
             ) as bar:
                 result = restorer.restore(array, progress=bar, jpeg=jpeg)
             with _reporting_warnings(source, tqdm):
+                info = resampled_info(info, array.shape, result.shape)  # it prints at the input's size
                 write_image_atomic(result, target, overwrite=overwrite, info=info)
         except Exception as error:  # one bad image must not stop the batch: report it, go on
             failures.append((source, str(error)))

@@ -318,3 +318,28 @@ def test_a_16_bit_lzw_tiff_without_imagecodecs_is_read_with_8_bits_and_says_so(t
     _write_lzw_rgb_tiff(tmp_path / "lzw_float.tif", data.astype(np.float32) / 65535)
     with pytest.raises(ValueError, match=r"cannot decode this TIFF \(float32 samples, LZW compression"):
         read_image(tmp_path / "lzw_float.tif")  # Pillow cannot read float RGB at all: one clear error
+
+
+def test_an_upscaled_image_keeps_its_printed_size(model, tmp_path):
+    """The resolution travels scaled with the pixel count (×2 here): DPI in PNG, JPEG's JFIF and EXIF, TIFF."""
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    source = tmp_path / "in"
+    source.mkdir()
+    exif = Image.Exif()
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 150.0, 2  # X and Y resolution per inch
+    Image.fromarray(pixels).save(source / "photo.jpg", dpi=(300, 150), exif=exif.tobytes(), quality=95)
+    Image.fromarray(pixels).save(source / "scan.png", dpi=(72, 72))
+    Image.fromarray(pixels).save(source / "page.tif", dpi=(200, 200))
+    Image.fromarray(pixels).save(source / "bare.png")
+    out = tmp_path / "out"
+    restore_files(ImageRestorer(model, tile=None), [str(source)], out, progress=False, log=lambda *_: None)
+    with Image.open(out / "photo.jpg") as image:
+        assert image.size == (16, 12) and image.info["dpi"] == (600, 300)
+        assert (image.getexif()[0x011A], image.getexif()[0x011B]) == (600, 300)
+    with Image.open(out / "scan.png") as image:  # PNG stores dots per metre: 72 dpi is 2835, read back 72.009
+        assert image.info["dpi"] == pytest.approx((144, 144), abs=0.05)
+    with Image.open(out / "page.tif") as image:
+        assert tuple(image.info["dpi"]) == (400, 400)
+    with Image.open(out / "bare.png") as image:
+        assert "dpi" not in image.info  # no resolution is made up

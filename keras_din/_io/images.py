@@ -8,7 +8,9 @@ list of the files keras-din reads as images.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import math
 import os
 import warnings
 from pathlib import Path
@@ -227,6 +229,33 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
             stacklevel=2,
         )
     return array, info
+
+
+def resampled_info(info: dict, source_shape: tuple[int, ...], result_shape: tuple[int, ...]) -> dict:
+    """`info` (from `read_image`) for an image resampled from `source_shape` to `result_shape` (height, width first).
+
+    The resolution (`dpi`, and EXIF's XResolution and YResolution where the file has them) is multiplied by
+    the change in pixel count per axis, so the result prints at the size the input did: a 300 dpi photo
+    super-resolved ×2 is a 600 dpi one. Same-size restoration changes nothing.
+
+    >>> resampled_info({"dpi": (72.0, 96.0)}, (100, 50, 3), (400, 200, 3))["dpi"]
+    (288.0, 384.0)
+    """
+    factors = (result_shape[1] / source_shape[1], result_shape[0] / source_shape[0])  # x, y
+    if factors == (1.0, 1.0):
+        return info
+    info = dict(info)
+    if info.get("dpi"):
+        info["dpi"] = tuple(float(value) * factor for value, factor in zip(info["dpi"][:2], factors))
+    if info.get("exif"):
+        exif = Image.Exif()
+        exif.load(info["exif"])
+        for tag, factor in zip((0x011A, 0x011B), factors):  # XResolution, YResolution
+            with contextlib.suppress(KeyError, TypeError, ValueError, ZeroDivisionError):  # absent or no number
+                if 0 < float(exif[tag]) < math.inf:
+                    exif[tag] = float(exif[tag]) * factor
+        info["exif"] = exif.tobytes()
+    return info
 
 
 def _read_with_pillow(path) -> tuple[np.ndarray, dict]:
