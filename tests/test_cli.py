@@ -226,7 +226,8 @@ def test_restore_writes_tiffs_at_their_depth_and_says_what_png_reduces(tiny_pres
         assert page.tags.valueof(34675) == b"an-icc-profile"
     assert tifffile.imread(out / "float.tif").dtype == np.float32
     with Image.open(out / "plain.tiff") as image:
-        assert (image.mode, image.size, tuple(image.info["dpi"])) == ("RGB", (10, 12), (200, 200))
+        # ×2: the resolution doubles with the pixel count, so the page prints at its size
+        assert (image.mode, image.size, tuple(image.info["dpi"])) == ("RGB", (10, 12), (400, 400))
     with Image.open(out / "cmyk.tif") as image:
         assert (image.mode, image.size) == ("RGB", (8, 8))
 

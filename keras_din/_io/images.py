@@ -358,6 +358,10 @@ def write_image_atomic(
             options.pop("icc_profile", None)
         if fmt == "JPEG":
             options["quality"] = 95
+        if fmt == "PNG":
+            # zlib level 3 instead of Pillow's 6: the 20 ×2 results of the mixed-photo benchmark encode in
+            # 0.58 s instead of 1.99 s (2-core AMX Xeon) for 5.4 MB instead of 5.1 MB; the pixels are the same.
+            options["compress_level"] = 3
     with atomic_path(path, overwrite) as temporary:
         if fmt == "TIFF":
             _write_tiff(np.asarray(array), str(temporary), info)
