@@ -252,8 +252,9 @@ def resampled_info(info: dict, source_shape: tuple[int, ...], result_shape: tupl
         exif.load(info["exif"])
         for tag, factor in zip((0x011A, 0x011B), factors):  # XResolution, YResolution
             with contextlib.suppress(KeyError, TypeError, ValueError, ZeroDivisionError):  # absent or no number
-                if 0 < float(exif[tag]) < math.inf:
-                    exif[tag] = float(exif[tag]) * factor
+                value = float(exif[tag])
+                if 0 < value < math.inf:
+                    exif[tag] = value * factor
         info["exif"] = exif.tobytes()
     return info
 

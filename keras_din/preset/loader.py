@@ -17,7 +17,7 @@ import h5py
 import keras
 import ml_dtypes
 import numpy as np
-from keras.src.saving.saving_lib import H5IOStore
+from keras.src.saving import saving_lib
 
 from keras_din.architecture import ARCHITECTURE_ARGUMENTS, checked_parameter_count
 from keras_din.preset.checkpoint import CHECKPOINT_SUFFIXES, model_from_checkpoint
@@ -118,8 +118,6 @@ def _load_weights_file(model, weights: Path) -> None:
     variables get the same values (`tests/test_serialization.py` compares them with `load_weights`'), and a
     mismatch raises Keras' own `ValueError`.
     """
-    from keras.src.saving import saving_lib
-
     failed, messages = set(), {}
     saving_lib._load_state(
         model,
@@ -134,7 +132,7 @@ def _load_weights_file(model, weights: Path) -> None:
         saving_lib._raise_loading_failure(messages)
 
 
-class _WeightsInMemory(H5IOStore):
+class _WeightsInMemory(saving_lib.H5IOStore):
     """Keras' HDF5 weights store in read mode (the interface `_load_state` uses), over arrays read at once.
 
     Like `H5IOStore.get`, a path holds the arrays of its `vars` group (none where it has no such group), a
@@ -198,7 +196,6 @@ def _cache_attr_skipsets() -> None:
     never read).
     """
     from keras.src.backend.common import global_state
-    from keras.src.saving import saving_lib
 
     for kind in ("Layer", "Functional", "Operation"):
         key = f"saving_attr_skiplist_{kind}"
