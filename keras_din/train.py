@@ -607,7 +607,7 @@ def train(
     # its weights come from the checkpoint, not from init_from.
     model = _compiled_model({**config, "init_from": None} if checkpoint else config)
     initial_epoch, history = _resume(model, checkpoint, out) if checkpoint else (0, [])
-    segment = _segment(initial_epoch + 1, keras.backend.backend(), solver, _machine())
+    segment = _segment(initial_epoch + 1, keras.backend.backend(), solver, _machine(), config["data"])
     if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
         history.append(segment)
     if initial_epoch >= solver["epochs"]:
@@ -723,12 +723,21 @@ class _TimeBudget(keras.callbacks.Callback):
             )
 
 
-def _segment(from_epoch: int, backend: str | None, solver: dict, machine: str | None = None) -> dict:
-    """One stretch of a run's `history`: the epochs from `from_epoch` on, how and (when known) where they ran."""
+def _segment(
+    from_epoch: int, backend: str | None, solver: dict, machine: str | None = None, data: dict | None = None
+) -> dict:
+    """One stretch of a run's `history`: the epochs from `from_epoch` on, how and (when known) where they
+    ran, and the degradation levels of a same-size run's inputs (a resumed run may change them)."""
     segment = {"from_epoch": from_epoch, "backend": backend, "mixed_precision": solver["mixed_precision"]}
     if solver.get("ema") is not None:
         segment["ema"] = solver["ema"]
+    segment.update(_degradation_levels(data or {}))
     return {**segment, "machine": machine} if machine else segment
+
+
+def _degradation_levels(data: dict) -> dict:
+    """The `noise_sigma` / `jpeg_quality` a config's data section sets (a level or a `[low, high]` range)."""
+    return {key: data[key] for key in ("noise_sigma", "jpeg_quality") if data.get(key) is not None}
 
 
 def _machine() -> str:
@@ -777,13 +786,17 @@ def run_history(state: dict) -> list[dict]:
     """Which epochs of a run (its `state.json`) ran on which backend and in which precision.
 
     Each entry starts at `from_epoch` (1-based); states written before this record existed
-    count as one stretch, as their config says.
+    count as one stretch, as their config says, and stretches recorded before the degradation
+    levels were get the config's.
 
     Example:
-    >>> run_history({"epochs_done": 2, "config": {"solver": {"mixed_precision": None}}})
+    >>> run_history({"epochs_done": 2, "config": {"solver": {"mixed_precision": None}, "data": {}}})
     [{'from_epoch': 1, 'backend': None, 'mixed_precision': None}]
     """
-    return state.get("history") or [_segment(1, state.get("backend"), state["config"]["solver"])]
+    config = state["config"]
+    history = state.get("history") or [_segment(1, state.get("backend"), config["solver"])]
+    levels = _degradation_levels(config.get("data", {}))
+    return [{**segment, **{key: value for key, value in levels.items() if key not in segment}} for segment in history]
 
 
 def _restore(model: DIN, checkpoint: Path) -> None:

@@ -340,6 +340,28 @@ def test_model_card_says_which_epochs_ran_in_which_precision(tiny):
     )
 
 
+def test_model_card_names_degradation_levels_per_stretch_only_where_they_changed(tiny):
+    config = {"config": {"version": "enhanced", "scale": 1, "in_channels": 1, "out_channels": 1}}
+    stretch = {"backend": "tensorflow", "mixed_precision": None}
+    training = {
+        "command": "keras-din train x.json",
+        "data": ["T91/HR"],
+        "epochs_done": 40,
+        "steps": 10_000,
+        "patches_seen": 160_000,
+        "history": [{"from_epoch": 1, **stretch, "jpeg_quality": [10, 95]}, {"from_epoch": 31, **stretch, "ema": 0.9}],
+    }
+    training["history"][1]["jpeg_quality"] = [10, 95]
+    card = model_card("din_grey", HANDLE, config, {"training": training})
+    assert "quality" not in card.split("Trained with")[1]
+    training["history"][1]["jpeg_quality"] = [10, 40]
+    card = model_card("din_grey", HANDLE, config, {"training": training})
+    assert (
+        "epochs 1–30 in float32 at JPEG quality 10–95 and "
+        "31–40 in float32 at JPEG quality 10–40 with an EMA of the weights at momentum 0.9." in card
+    )
+
+
 def test_model_card_gives_the_learning_rate_schedule_with_a_warm_restart(tiny):
     config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
     schedule = {"lr_milestones": [20, 30, 45], "lr_values": [5e-4, 1e-4, 5e-4, 2.5e-4]}

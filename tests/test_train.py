@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from keras_din.errors import ConfigError
-from keras_din.train import TrainingError, build_model, load_config, lr_stretches, train
+from keras_din.train import TrainingError, build_model, load_config, lr_stretches, run_history, train
 
 from conftest import DATASETS, REPO
 
@@ -293,6 +293,23 @@ def test_a_colour_checkpoint_initialises_a_grey_model_exactly(tmp_path):
     config["init_from"] = str(tmp_path / "missing.keras")
     with pytest.raises(ConfigError, match="missing.keras"):
         build_model(load_config(config))
+
+
+def test_a_resumed_run_that_changes_its_jpeg_qualities_records_them_per_stretch(tmp_path):
+    same_size = {"version": "enhanced", "scale": 1, "num_features": 8, "growth_rate": 4, "num_branches": 2,
+                 "num_blocks": 1}  # fmt: skip
+    config = {**_config(tmp_path, epochs=1), "model": same_size}
+    config["data"].update(val=None, jpeg_quality=[10, 95])
+    train(config, verbose=0)
+    train({**config, "solver": {**config["solver"], "epochs": 2}}, verbose=0)  # same data: one stretch
+    narrower = {**config, "data": {**config["data"], "jpeg_quality": [10, 40]}}
+    train({**narrower, "solver": {**config["solver"], "epochs": 3}}, verbose=0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [(s["from_epoch"], s["jpeg_quality"]) for s in state["history"]] == [(1, [10, 95]), (3, [10, 40])]
+    # a stretch recorded before the levels were gets those of the config it ran with
+    state["history"] = [{k: v for k, v in s.items() if k != "jpeg_quality"} for s in state["history"][:1]]
+    state["config"] = config
+    assert [s["jpeg_quality"] for s in run_history(state)] == [[10, 95]]
 
 
 def test_mixed_precision_switch(tmp_path):

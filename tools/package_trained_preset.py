@@ -22,7 +22,7 @@ import keras
 
 from keras_din.evaluate import evaluate, evaluate_restoration
 from keras_din.model import DIN
-from keras_din.preset.card import format_restoration_table, format_sr_table
+from keras_din.preset.card import format_restoration_table, format_sr_table, levels_text
 from keras_din.preset.registry import get_preset
 from keras_din.train import STATE_FILE, committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
 from tools import make_preset_folders
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rates": lr_stretches(config["solver"], state["epochs_done"]),
         "last_logs": state.get("last_logs", {}),
     }
-    task = _task(config["data"])
+    task = _task(config["data"], training["history"])
     if task is not None:
         training["degradation"] = task[1]
     plot_training_log(run / "log.csv", run / "curve.png", training["learning_rates"], config["solver"]["loss"].upper())
@@ -100,16 +100,18 @@ def main(argv: list[str] | None = None) -> int:
 _PACKAGED_LEVELS = {"jpeg": tuple(range(10, 100, 10))}
 
 
-def _task(data: dict) -> tuple[str, str] | None:
-    """(evaluation task, how the training input was degraded) of a same-size run; None for SR."""
+def _task(data: dict, history: list[dict]) -> tuple[str, str] | None:
+    """(evaluation task, how the training input was degraded) of a same-size run; None for SR.
 
-    def levels(value) -> str:
-        return f"{value[0]}–{value[1]}" if isinstance(value, list) else str(value)
-
+    The levels are named here when every stretch of the run used the same; otherwise the card
+    names them per stretch.
+    """
+    levels = {levels_text(segment) for segment in history}
+    same = levels.pop() if len(levels) == 1 else None
     if data["jpeg_quality"] is not None:
-        return "jpeg", f"blind JPEG, Pillow quality {levels(data['jpeg_quality'])}"
+        return "jpeg", "blind JPEG, Pillow " + (same.removeprefix("JPEG ") if same else "encoder")
     if data["noise_sigma"] is not None:
-        return "denoise", f"blind Gaussian noise, σ {levels(data['noise_sigma'])} on 0–255"
+        return "denoise", "blind Gaussian noise" + (f", {same.removeprefix('noise ')}" if same else "") + " on 0–255"
     return None
 
 

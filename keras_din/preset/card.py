@@ -291,10 +291,14 @@ def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str
     backends = {segment.get("backend") or backend for _, _, segment in stretches} or {backend}
     one_backend = next(iter(backends)) if len(backends) == 1 else None
     text = f", on the {one_backend} backend" if one_backend else ""
+    # the inputs' degradation levels, said per stretch only where a resumed run changed them
+    levels_changed = len({levels_text(segment) for _, _, segment in stretches}) > 1
 
     def how(segment: dict) -> str:
         parts = [] if one_backend else [f"on {segment.get('backend') or backend}"]
         parts.append(f"in {segment.get('mixed_precision') or 'float32'}")
+        if levels_changed and levels_text(segment):
+            parts.append(f"at {levels_text(segment)}")
         if segment.get("ema"):
             parts.append(f"with an EMA of the weights at momentum {segment['ema']:g}")
         return " ".join(parts + ([f"({segment['machine']})"] if segment.get("machine") else []))
@@ -305,3 +309,20 @@ def _run_text(backend: str | None, history: list[dict], epochs_done: int) -> str
     if len({description for _, _, description in described}) == 1:
         return f"{text}, {described[0][2]}"
     return f"{text}, epochs " + " and ".join(f"{first}–{last} {description}" for first, last, description in described)
+
+
+def levels_text(segment: dict) -> str:
+    """The degradation levels of a run's stretch (`keras_din.train.run_history`); '' for SR.
+
+    Example:
+    >>> levels_text({"from_epoch": 1, "jpeg_quality": [10, 90]})
+    'JPEG quality 10–90'
+    >>> levels_text({"from_epoch": 1, "noise_sigma": 25})
+    'noise σ 25'
+    """
+
+    def levels(value) -> str:
+        return f"{value[0]}–{value[1]}" if isinstance(value, list) else str(value)
+
+    names = {"jpeg_quality": "JPEG quality", "noise_sigma": "noise σ"}
+    return ", ".join(f"{names[key]} {levels(segment[key])}" for key in names if segment.get(key) is not None)
