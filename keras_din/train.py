@@ -42,6 +42,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -91,6 +92,10 @@ DEFAULTS = {
     "init_from": None,
     "output_dir": "runs/din",
 }
+
+
+class EMAFromScratchWarning(UserWarning):
+    """`solver.ema` set on a run that starts from random weights (no checkpoint, no `init_from`)."""
 
 
 class TrainingError(KerasDinError, RuntimeError):
@@ -606,6 +611,15 @@ def train(
     # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies;
     # its weights come from the checkpoint, not from init_from.
     model = _compiled_model({**config, "init_from": None} if checkpoint else config)
+    if solver["ema"] is not None and checkpoint is None and not config["init_from"]:
+        warnings.warn(
+            f"solver.ema = {solver['ema']} on a run from random weights: the average starts there, so validation "
+            f"and checkpoints trail the raw weights by about {round(1 / (1 - solver['ema']))} steps (a fresh x2 "
+            "run validated at 11.6 dB after its first epoch). Train the first epochs with ema null, then set it "
+            "and run again: a resumed run starts the average from the checkpoint's weights.",
+            EMAFromScratchWarning,
+            stacklevel=2,
+        )
     initial_epoch, history = _resume(model, checkpoint, out) if checkpoint else (0, [])
     segment = _segment(initial_epoch + 1, keras.backend.backend(), solver, _machine(), config["data"])
     if not history or {**history[-1], "from_epoch": segment["from_epoch"]} != segment:
