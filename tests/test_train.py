@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from keras_din.errors import ConfigError
-from keras_din.train import EMAFromScratchWarning, TrainingError, build_model, load_config, lr_stretches, run_history, train
+from keras_din.train import EMAWithoutCheckpointWarning, TrainingError, build_model, load_config, lr_stretches, run_history, train
 
 from conftest import DATASETS, REPO
 
@@ -194,13 +194,13 @@ def test_ema_and_cosine_resume_without_loss_and_checkpoints_hold_both_weights(tm
     def config(out):
         return _config(out, epochs=3, lr_milestones=[1], ema=0.8, lr_cosine=True)
 
-    with pytest.warns(EMAFromScratchWarning, match=r"solver.ema = 0.8 on a run from random weights.* 5 steps"):
+    with pytest.warns(EMAWithoutCheckpointWarning, match=r"solver.ema = 0.8 on a run with no checkpoint: .* random weights .* 5 steps"):
         full = train(config(tmp_path / "full"), verbose=0)
     assert _learning_rate(full) == pytest.approx(0.0, abs=1e-12)  # the cosine ends at 0 with the last step
-    with pytest.warns(EMAFromScratchWarning):
+    with pytest.warns(EMAWithoutCheckpointWarning):
         train(config(tmp_path / "split"), verbose=0, minutes=1e-4)  # stops after epoch 1
     with warnings.catch_warnings():
-        warnings.simplefilter("error", EMAFromScratchWarning)  # a resumed run's average starts from trained weights
+        warnings.simplefilter("error", EMAWithoutCheckpointWarning)  # a resumed run's average starts from trained weights
         resumed = train(config(tmp_path / "split"), verbose=0)
     for a, b in zip(_weights(resumed), _weights(full)):
         np.testing.assert_allclose(a, b, atol=1e-5)  # neither the raw weights nor their average was lost
@@ -254,7 +254,7 @@ def test_ema_switched_on_at_resume_starts_the_average_from_the_weights(tmp_path)
     with open(tmp_path / "log.csv", newline="") as handle:
         before = float(next(csv.DictReader(handle))["val_psnr"])
     with warnings.catch_warnings():
-        warnings.simplefilter("error", EMAFromScratchWarning)
+        warnings.simplefilter("error", EMAWithoutCheckpointWarning)
         train(_config(tmp_path, epochs=2, ema=0.99), verbose=0)
     with open(tmp_path / "log.csv", newline="") as handle:
         after = float(list(csv.DictReader(handle))[-1]["val_psnr"])
