@@ -14,7 +14,15 @@ import pytest
 from PIL import Image
 
 from keras_din.errors import ConfigError
-from keras_din.train import EMAWithoutCheckpointWarning, TrainingError, build_model, load_config, lr_stretches, run_history, train
+from keras_din.train import (
+    EMAWithoutCheckpointWarning,
+    TrainingError,
+    build_model,
+    load_config,
+    lr_stretches,
+    run_history,
+    train,
+)
 
 from conftest import DATASETS, REPO
 
@@ -194,13 +202,15 @@ def test_ema_and_cosine_resume_without_loss_and_checkpoints_hold_both_weights(tm
     def config(out):
         return _config(out, epochs=3, lr_milestones=[1], ema=0.8, lr_cosine=True)
 
-    with pytest.warns(EMAWithoutCheckpointWarning, match=r"solver.ema = 0.8 on a run with no checkpoint: .* random weights .* 5 steps"):
+    warned = r"solver.ema = 0.8 on a run with no checkpoint: .* random weights .* 5 steps"
+    with pytest.warns(EMAWithoutCheckpointWarning, match=warned):
         full = train(config(tmp_path / "full"), verbose=0)
     assert _learning_rate(full) == pytest.approx(0.0, abs=1e-12)  # the cosine ends at 0 with the last step
     with pytest.warns(EMAWithoutCheckpointWarning):
         train(config(tmp_path / "split"), verbose=0, minutes=1e-4)  # stops after epoch 1
     with warnings.catch_warnings():
-        warnings.simplefilter("error", EMAWithoutCheckpointWarning)  # a resumed run's average starts from trained weights
+        # A resumed run's average starts from trained weights: no warning.
+        warnings.simplefilter("error", EMAWithoutCheckpointWarning)
         resumed = train(config(tmp_path / "split"), verbose=0)
     for a, b in zip(_weights(resumed), _weights(full)):
         np.testing.assert_allclose(a, b, atol=1e-5)  # neither the raw weights nor their average was lost
