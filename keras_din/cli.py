@@ -96,7 +96,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.preset,
         data_root=args.data,
         datasets=datasets or DEFAULT_DATASETS,
-        scales=[int(s) for s in args.scale.split(",") if s],
+        scales=None if args.scale is None else [int(s) for s in args.scale.split(",") if s],
         self_ensemble=args.self_ensemble,
         json_path=args.json,
         figure_path=args.figure,
@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--qualities", default=None, help="jpeg: comma-separated JPEG qualities (default 10,20,30,40)"
     )
-    evaluate.add_argument("--scale", default="2,3,4", help="comma-separated scales (a model preset: its own)")
+    evaluate.add_argument(
+        "--scale", default=None, help="comma-separated scales (default: a model preset's own; 2,3,4 for bicubic)"
+    )
     evaluate.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     evaluate.add_argument("--json", default=None, help="write the report (dataset, scale, psnr, ssim rows) here")
     evaluate.add_argument("--figure", default=None, help="write a PNG of visual comparisons here")

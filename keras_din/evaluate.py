@@ -180,7 +180,7 @@ def evaluate(
     preset: str = "bicubic",
     data_root: str | os.PathLike = "../shared/datasets",
     datasets=DEFAULT_DATASETS,
-    scales=(2, 3, 4),
+    scales=None,
     self_ensemble: bool = False,
     json_path: str | os.PathLike | None = None,
     figure_path: str | os.PathLike | None = None,
@@ -188,8 +188,8 @@ def evaluate(
 ) -> list[dict]:
     """PSNR/SSIM rows (`dataset`, `scale`, `psnr`, `ssim`, `images`) for a preset or `"bicubic"`.
 
-    A model preset is evaluated at its own scale (asking for another is an error);
-    `"bicubic"` at every scale asked for. Optionally writes the JSON report and a PNG
+    A model preset is evaluated at its own scale (`scales` None; asking for another is an error);
+    `"bicubic"` at every scale asked for (`scales` None: 2, 3 and 4). Optionally writes the JSON report and a PNG
     of visual comparisons (HR crop, bicubic, model) per dataset and scale.
 
     Example:
@@ -204,9 +204,11 @@ def evaluate(
         from keras_din.model import DIN
 
         model = DIN.from_preset(preset)
+        scales = [model.scale] if scales is None else scales
         wrong = [s for s in scales if s != model.scale]
         if wrong:
             raise ConfigError(f"Preset {preset!r} is a ×{model.scale} model; it cannot be evaluated at scale {wrong}.")
+    scales = (2, 3, 4) if scales is None else scales
     rows, panels = [], []
     for name in datasets:
         folder = Path(data_root) / name / "HR"

@@ -168,6 +168,16 @@ def test_evaluate_bicubic_writes_the_json_report(tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 1000
 
 
+def test_evaluate_a_model_preset_at_its_own_scale_unless_told_otherwise(preset, tmp_path):
+    on_set5 = ("evaluate", "--preset", preset, "--data", DATASETS, "--datasets", "Set5")
+    result = _cli(*on_set5, "--json", tmp_path / "r.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| Set5 | x2 | 5 |" in result.stdout
+    assert [row["scale"] for row in json.loads((tmp_path / "r.json").read_text())["results"]] == [2]
+    wrong = _cli(*on_set5, "--scale", "2,4")
+    assert wrong.returncode == 2 and "is a ×2 model; it cannot be evaluated at scale [4]" in wrong.stderr
+
+
 def test_train_command_runs_a_config_and_reports_bad_ones(tmp_path):
     config = {
         "model": {"scale": 2, "num_features": 4, "growth_rate": 2, "num_branches": 1, "num_blocks": 1},
