@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default=None,
         help="registered preset name (see `keras-din presets`), hf://owner/repo[@revision], preset folder, "
-        "or authors' checkpoint (default: keras_din.DEFAULT_PRESET)",
+        "authors' checkpoint, or .keras file (a training checkpoint; default: keras_din.DEFAULT_PRESET)",
     )
     restore.add_argument("--tile", default="auto", help="LR tile size in pixels, 'auto' (default) or 'none'")
     restore.add_argument("--overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles (default 32)")
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--preset",
         required=True,
-        help="a preset (name, hf://, folder, checkpoint), 'bicubic' (SR) or 'input' (denoise, jpeg)",
+        help="a preset (name, hf://, folder, checkpoint, .keras), 'bicubic' (SR) or 'input' (denoise, jpeg)",
     )
     evaluate.add_argument(
         "--task", choices=("sr", "denoise", "jpeg"), default="sr", help="what is measured (default sr)"
@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a DIN to ONNX or a TensorFlow SavedModel (dynamic sizes)")
     export.add_argument(
-        "--preset", required=True, help="the preset to export (name, hf://owner/repo[@revision], folder, checkpoint)"
+        "--preset",
+        required=True,
+        help="the preset to export (name, hf://owner/repo[@revision], folder, checkpoint, .keras)",
     )
     export.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or saved_model")
     export.add_argument("-o", "--output", required=True, help="the .onnx file or SavedModel folder to write")

@@ -166,12 +166,14 @@ class DIN(keras.Model):
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> "DIN":
-        """Builds a DIN from a preset folder or an authors' checkpoint file.
+        """Builds a DIN from a preset: a name, an `hf://` handle, a folder or a checkpoint file.
 
         Args:
-            preset: a preset folder (`config.json`, `metadata.json`,
-                `model.weights.h5`) or an authors' `.pth` / `.safetensors` checkpoint,
-                converted on the fly.
+            preset: a registered name (`keras_din.list_presets()`), `hf://owner/repo`,
+                a preset folder (`config.json`, `metadata.json`, `model.weights.h5`),
+                an authors' `.pth` / `.safetensors` checkpoint (converted on the fly),
+                or a `.keras` file such as a `keras-din train` checkpoint (its model's
+                weights, built in float32).
             load_weights: `False` builds the architecture with fresh weights.
             **kwargs: config overrides such as `data_format` or `dtype`.
 

@@ -53,7 +53,7 @@ from keras_din.data import SRPatchDataset
 from keras_din.errors import ConfigError, KerasDinError
 from keras_din.metrics import YPSNR
 from keras_din.model import DIN
-from keras_din.preset.format import saved_size
+from keras_din.preset.format import PresetError, saved_size
 
 DEFAULTS = {
     "model": {"version": "conference", "scale": 2},
@@ -350,15 +350,10 @@ def build_model(config: dict) -> DIN:
 
 
 def _init_source(init_from: str) -> DIN:
-    if not init_from.endswith(".keras"):
-        return DIN.from_preset(init_from)
     try:
-        source = keras.saving.load_model(init_from, compile=False)
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigError(f"init_from {init_from!r} is not a readable .keras checkpoint: {error}") from None
-    if not isinstance(source, DIN):
-        raise ConfigError(f"init_from {init_from!r} holds a {type(source).__name__}, not a keras_din.DIN.")
-    return source
+        return DIN.from_preset(init_from)
+    except PresetError as error:
+        raise ConfigError(f"Training config: init_from {init_from!r} cannot be loaded: {error}") from None
 
 
 def _fitted(weight: np.ndarray, shape: tuple, fold: bool) -> np.ndarray | None:

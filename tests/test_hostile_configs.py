@@ -136,3 +136,84 @@ def test_check_architecture_names_the_argument_and_range():
         check_architecture("conference", 2, 64, 32, 1_000_000, 5, 3, 3, None)
     with pytest.raises(ValueError, match="attention_ratio must be an integer from 1 to num_features"):
         check_architecture("enhanced", 2, 8, 4, 2, 2, 3, 3, 64)
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    """One real `.keras` file of the tiny network (`model.save`, what a training checkpoint is), and its model."""
+    model = tiny_din(3)
+    path = tmp_path_factory.mktemp("keras_file") / "tiny.keras"
+    model.save(path)
+    return path, model
+
+
+def _rewritten(keras_file, tmp_path, **members):
+    """A copy of the `.keras` zip with `members` (name: bytes, or None to leave it out) replaced."""
+    import zipfile
+
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(keras_file) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            if members.get(name, b"") is not None:
+                target.writestr(name, members.get(name) or source.read(name))
+        for name, data in members.items():
+            if name not in source.namelist() and data is not None:
+                target.writestr(name, data)
+    return path
+
+
+def test_a_keras_file_is_a_preset(keras_file):
+    path, model = keras_file
+    x = np.random.default_rng(0).random((1, 5, 6, 3)).astype("float32")
+    loaded = keras_din.DIN.from_preset(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)))
+    assert keras_din.DIN.from_preset(path, load_weights=False).count_params() == model.count_params()
+
+
+def test_a_keras_file_describing_another_class_is_refused_and_nothing_is_imported(keras_file, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(keras_file[0]) as archive:
+        config = json.loads(archive.read("config.json"))
+    config.update(module="os", class_name="system", config={"command": "touch pwned"})
+    path = _rewritten(keras_file[0], tmp_path, **{"config.json": json.dumps(config).encode()})
+    with pytest.raises(PresetError, match=r"config.json in '.*edited.keras' does not describe a keras_din DIN"):
+        keras_din.DIN.from_preset(path)
+    assert not Path("pwned").exists()
+
+
+def test_a_keras_file_claiming_a_huge_network_is_refused_before_building(keras_file, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(keras_file[0]) as archive:
+        config = json.loads(archive.read("config.json"))
+    config["config"]["num_features"] = 1_000_000_000
+    path = _rewritten(keras_file[0], tmp_path, **{"config.json": json.dumps(config).encode()})
+    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(path), PresetError, "num_features must be an integer")
+    assert seconds < 0.5
+
+
+@pytest.mark.parametrize(
+    "members, match",
+    [
+        ({"model.weights.h5": None}, r"'.*edited.keras' has no model.weights.h5"),
+        ({"model.weights.h5": b"not an HDF5 file" * 100}, "model.weights.h5 in '.*' is not a readable Keras weights"),
+        ({"config.json": b"{not json"}, r"'.*edited.keras' is not a readable .keras file"),
+    ],
+)
+def test_a_broken_keras_file_is_a_preset_error_naming_it(keras_file, tmp_path, members, match):
+    with pytest.raises(PresetError, match=match):
+        keras_din.DIN.from_preset(_rewritten(keras_file[0], tmp_path, **members))
+
+
+def test_a_keras_file_that_is_not_a_zip_or_unpacks_too_big_is_refused_unread(keras_file, tmp_path):
+    from keras_din.preset import MAX_TEXT_BYTES
+
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip" * 100)
+    with pytest.raises(PresetError, match=r"'.*junk.keras' is not a readable .keras file"):
+        keras_din.DIN.from_preset(junk)
+    bomb = _rewritten(keras_file[0], tmp_path, **{"config.json": b" " * (MAX_TEXT_BYTES + 1)})
+    assert bomb.stat().st_size < 1 << 20  # 64 MiB of spaces packed into a few hundred kB
+    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(bomb), PresetError, "unpacks to .* refused unread")
+    assert seconds < 0.5

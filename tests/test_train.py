@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from keras_din.errors import ConfigError
+from keras_din.model import DIN
 from keras_din.train import (
     EMAWithoutCheckpointWarning,
     TrainingError,
@@ -335,6 +336,22 @@ def test_mixed_precision_switch(tmp_path):
     model = train(config, verbose=0)
     assert model.dtype_policy.name == "mixed_bfloat16"
     assert np.isfinite(model.history.history["loss"][0])
+
+
+def test_a_mixed_precision_ema_checkpoint_loads_as_a_float32_preset_of_the_averaged_weights(tmp_path):
+    config = _config(tmp_path, mixed_precision="mixed_bfloat16", epochs=1, ema=0.8)
+    config["data"]["val"] = None
+    with pytest.warns(EMAWithoutCheckpointWarning):
+        train(config, verbose=0)
+    path = tmp_path / json.loads((tmp_path / "state.json").read_text())["checkpoint"]
+    saved = keras.saving.load_model(path, compile=False)  # Keras' own loader, for reference
+    loaded = DIN.from_preset(path)
+    assert (saved.dtype_policy.name, loaded.dtype_policy.name) == ("mixed_bfloat16", "float32")
+    for a, b in zip(_weights(loaded), _weights(saved)):
+        np.testing.assert_array_equal(a, b)  # the averaged weights, which validation scores
+    raw = [keras.ops.convert_to_numpy(v) for v in _checkpoint(tmp_path).optimizer._model_variables_moving_average]
+    assert max(np.abs(r - w).max() for r, w in zip(raw, _weights(loaded))) > 1e-4  # not the raw ones
+    assert DIN.from_preset(path, dtype="mixed_bfloat16").dtype_policy.name == "mixed_bfloat16"
 
 
 def test_config_errors_are_named(tmp_path):

@@ -151,7 +151,7 @@ def preset_file(folder: Path, name: str) -> Path | None:
     return path
 
 
-def _checked_size(path: Path, limit: int) -> int:
+def checked_size(path: Path, limit: int) -> int:
     """The size of `path` (a checked preset file), or a `PresetError` when it exceeds `limit` bytes."""
     size = path.stat().st_size
     if size > limit:
@@ -258,7 +258,7 @@ def read_preset_json(folder: Path, name: str) -> dict:
     path = preset_file(folder, name)
     if path is None:
         raise PresetError(f"Preset {str(folder)!r} has no {name}; is it a keras-din preset folder?")
-    _checked_size(path, MAX_TEXT_BYTES)
+    checked_size(path, MAX_TEXT_BYTES)
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -323,18 +323,18 @@ def verify_weights(folder: Path, metadata: dict) -> Path:
         size = listed.stat().st_size
         if entry.get("size") is not None and size != entry["size"]:
             raise CorruptedFileError(listed, f"{size:,} bytes", f"{entry['size']:,} bytes", what="size")
-        _checked_size(listed, MAX_WEIGHTS_BYTES)
+        checked_size(listed, MAX_WEIGHTS_BYTES)
         actual = sha256_of(listed)
         if actual != entry["sha256"].lower():
             raise CorruptedFileError(listed, actual, entry["sha256"])
     return path
 
 
-def weights_parameter_count(path: Path) -> int:
-    """The number of model weights stored in a Keras `.weights.h5` file, read from its tensor shapes (no tensor
-    is read); an optimizer's state saved beside them (`optimizer/`) is not counted.
+def weights_parameter_count(path, name: str | None = None) -> int:
+    """The number of model weights stored in a Keras `.weights.h5` file (a path or file object), read from its
+    tensor shapes (no tensor is read); an optimizer's state saved beside them (`optimizer/`) is not counted.
 
-    Raises `PresetError` naming the file when it is not a readable HDF5 weights file.
+    Raises `PresetError` naming the file (`name`, default its path) when it is not a readable HDF5 weights file.
     """
     import h5py  # Keras' own dependency for .weights.h5
 
@@ -349,5 +349,6 @@ def weights_parameter_count(path: Path) -> int:
         with h5py.File(path, "r") as weights:
             weights.visititems(count)
     except (OSError, ValueError) as error:
-        raise PresetError(f"{str(path)!r} is not a readable Keras weights file (HDF5): {error}. {_RESAVE}") from error
+        where = name or repr(str(path))
+        raise PresetError(f"{where} is not a readable Keras weights file (HDF5): {error}. {_RESAVE}") from error
     return total

@@ -10,7 +10,10 @@ imports the preset layer and never the other way round.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -23,8 +26,12 @@ from keras_din.architecture import ARCHITECTURE_ARGUMENTS, checked_parameter_cou
 from keras_din.preset.checkpoint import CHECKPOINT_SUFFIXES, model_from_checkpoint
 from keras_din.preset.format import (
     CONFIG_FILE,
+    MAX_TEXT_BYTES,
+    MAX_WEIGHTS_BYTES,
     METADATA_FILE,
+    WEIGHTS_FILE,
     PresetError,
+    checked_size,
     missing_weights_message,
     preset_file,
     read_preset_json,
@@ -38,11 +45,8 @@ from keras_din.preset.registry import PresetInfo, get_preset, weights_path
 def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True, **overrides):
     """Builds the `cls` model a preset folder describes; `overrides` replace config entries (e.g. `dtype`)."""
     folder = Path(folder)
-    config = read_preset_json(folder, CONFIG_FILE)
-    described = isinstance(config, dict) and config.get("class_name") == cls.__name__
-    if not described or not isinstance(config.get("config"), dict):
-        raise PresetError(f"{str(folder / CONFIG_FILE)!r} does not describe a keras_din {cls.__name__} model.")
-    expected = _expected_parameters(folder, config["config"])
+    where = repr(str(folder / CONFIG_FILE))
+    arguments = _described_arguments(cls, read_preset_json(folder, CONFIG_FILE), where)
     weights = None
     if load_weights:
         if preset_file(folder, METADATA_FILE) is None:
@@ -52,10 +56,72 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
                 "load_weights=False to build the architecture with fresh weights."
             )
         weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
-        stored = weights_parameter_count(weights)
+    return _build(cls, arguments, overrides, weights, repr(str(weights)), where)
+
+
+# A Keras model file (a zip of config.json and model.weights.h5), as `model.save` and `keras-din train` write.
+KERAS_SUFFIX = ".keras"
+
+
+def load_training_checkpoint(cls, path: str | os.PathLike, load_weights: bool = True, **overrides):
+    """Builds the `cls` model a Keras `.keras` file holds, e.g. a `keras-din train` checkpoint mid-run.
+
+    Only the file's `config.json` and its model's weights are read (with `solver.ema`, the moving
+    average: what the run's validation scored); the optimizer's state beside them is not, and nothing
+    in the file is executed or deserialised but the model's config, as for a preset folder. The model
+    is built in the global precision policy (float32 by default), not in the mixed precision the run
+    trained in; `overrides` replace config entries (e.g. `dtype`).
+
+    Example:
+    >>> import keras_din
+    >>> keras_din.DIN.from_preset("run/checkpoint-0046.keras").count_params()  # doctest: +SKIP
+    577977
+    """
+    path = Path(path)
+    checked_size(path, MAX_WEIGHTS_BYTES)
+    where = repr(str(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(_zip_member(archive, CONFIG_FILE, MAX_TEXT_BYTES, where))
+            weights = io.BytesIO(_zip_member(archive, WEIGHTS_FILE, MAX_WEIGHTS_BYTES, where)) if load_weights else None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(
+            f"{where} is not a readable .keras file ({error}); a `keras-din train` checkpoint or `model.save(...)` is."
+        ) from None
+    arguments = _described_arguments(cls, config, f"{CONFIG_FILE} in {where}")
+    arguments.pop("dtype", None)  # the run's training precision (e.g. mixed_bfloat16), not an inference one
+    return _build(cls, arguments, overrides, weights, f"{WEIGHTS_FILE} in {where}", f"{CONFIG_FILE} in {where}")
+
+
+def _zip_member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
+    """The bytes of `archive`'s member `name`, refused unread when missing or larger than `limit` unpacked."""
+    try:
+        size = archive.getinfo(name).file_size
+    except KeyError:
+        raise PresetError(f"{where} has no {name}: it is not a Keras .keras model file.") from None
+    if size > limit:
+        raise PresetError(f"{where}: its {name} unpacks to {size:,} bytes, more than {limit:,}: refused unread.")
+    return archive.read(name)
+
+
+def _described_arguments(cls, config, where: str) -> dict:
+    """The constructor arguments of a serialised `cls` (`config["config"]`), or a `PresetError` naming `where`."""
+    described = isinstance(config, dict) and config.get("class_name") == cls.__name__
+    if not described or not isinstance(config.get("config"), dict):
+        raise PresetError(f"{where} does not describe a keras_din {cls.__name__} model.")
+    return dict(config["config"])
+
+
+def _build(cls, arguments: dict, overrides: dict, weights, weights_name: str, where: str):
+    """The `cls` of `arguments` (with `overrides`), holding the values of `weights` (a `.weights.h5` path or
+    file object; `None` for fresh weights) after their count is checked against the network's; the names
+    say where the config and the weights came from in errors."""
+    expected = _expected_parameters(where, arguments)
+    if weights is not None:
+        stored = weights_parameter_count(weights, weights_name)
         if expected is not None and stored != expected:
             raise PresetError(
-                f"{str(weights)!r} holds {stored:,} weights, but the network {str(folder / CONFIG_FILE)!r} describes "
+                f"{weights_name} holds {stored:,} weights, but the network {where} describes "
                 f"has {expected:,}: the config and the weights do not belong together, nothing was built. "
                 "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
             )
@@ -63,14 +129,12 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
     try:
         # With weights to load, the variables are made without their initializers' values (see below).
         with keras.StatelessScope(initialize_variables=False) if weights else contextlib.nullcontext():
-            model = cls.from_config({**config["config"], **overrides})
+            model = cls.from_config({**arguments, **overrides})
     except (TypeError, ValueError) as error:
         _set_pending_variables(pending)  # those of the half-built model are dropped with it
-        raise PresetError(
-            f"{str(folder / CONFIG_FILE)!r} does not describe a buildable {cls.__name__}: {error}"
-        ) from None
+        raise PresetError(f"{where} does not describe a buildable {cls.__name__}: {error}") from None
     if weights is not None:
-        _load_into_uninitialized(model, weights)
+        _load_into_uninitialized(model, weights, weights_name)
     return model
 
 
@@ -86,7 +150,7 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
 # 3.4 s on TensorFlow and 1.6 s instead of 1.8 s on torch (README, "Start-up").
 
 
-def _load_into_uninitialized(model, weights: Path) -> None:
+def _load_into_uninitialized(model, weights, weights_name: str) -> None:
     """Gives `model`'s uninitialized variables the values of the weights file (a `PresetError` if they do not
     fit); a variable the file does not hold gets its initializer's value, and none is left on Keras' list of
     variables still to initialise (or the next StatelessScope would initialise it again)."""
@@ -95,7 +159,7 @@ def _load_into_uninitialized(model, weights: Path) -> None:
         with keras.StatelessScope(initialize_variables=False) as recorded:
             _load_weights_file(model, weights)
     except ValueError as error:
-        raise PresetError(f"{str(weights)!r} does not fit the network of its config.json: {error}") from None
+        raise PresetError(f"{weights_name} does not fit the network of its config.json: {error}") from None
     finally:
         ours = {id(variable) for variable in model.variables}
         _set_pending_variables([v for v in _pending_variables() if id(v) not in ours])
@@ -107,7 +171,7 @@ def _load_into_uninitialized(model, weights: Path) -> None:
             variable._initialize(value)
 
 
-def _load_weights_file(model, weights: Path) -> None:
+def _load_weights_file(model, weights) -> None:
     """`model.load_weights(weights)` for a `.weights.h5` file, its arrays read in one pass first.
 
     Keras' `load_weights` looks each layer's variables up in the open HDF5 file through h5py, two to four
@@ -141,7 +205,7 @@ class _WeightsInMemory(saving_lib.H5IOStore):
     accepts no other kind of store; none of `H5IOStore`'s state is used.
     """
 
-    def __init__(self, path: Path):  # not H5IOStore.__init__, which opens the file
+    def __init__(self, path):  # a path or file object; not H5IOStore.__init__, which opens the file
         self.mode = "r"
         self._groups: dict[str, dict[str, np.ndarray]] = {}
         self._paths: set[str] = set()
@@ -215,7 +279,7 @@ def _set_pending_variables(variables: list) -> None:
     global_state.set_global_attribute("uninitialized_variables", variables)
 
 
-def _expected_parameters(folder: Path, arguments: dict) -> int | None:
+def _expected_parameters(where: str, arguments: dict) -> int | None:
     """The parameter count of the network a config describes, its sizes first checked against DIN's bounds.
 
     Microseconds, before anything is built; a `PresetError` names the config and the size at fault.
@@ -227,7 +291,7 @@ def _expected_parameters(folder: Path, arguments: dict) -> int | None:
     try:
         return checked_parameter_count(**known)
     except (TypeError, ValueError) as error:
-        raise PresetError(f"{str(folder / CONFIG_FILE)!r}: {error}") from None
+        raise PresetError(f"{where}: {error}") from None
 
 
 def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **overrides):
@@ -240,6 +304,7 @@ def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **ove
       weights checked against `metadata.json`;
     * a preset folder (`config.json`, `metadata.json`, `model.weights.h5`);
     * an authors' checkpoint file (`.pth`, `.safetensors`, ...), converted;
+    * a Keras `.keras` file, e.g. a `keras-din train` checkpoint (`load_training_checkpoint`);
     * a registered preset name (`keras_din.list_presets()`), loaded from its folder,
       or from the Hub when its weights are published there.
 
@@ -257,6 +322,8 @@ def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **ove
         return load_preset_folder(cls, path, load_weights=load_weights, **overrides)
     if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
         return model_from_checkpoint(cls, path, **overrides)
+    if path.is_file() and path.suffix == KERAS_SUFFIX:
+        return load_training_checkpoint(cls, path, load_weights=load_weights, **overrides)
     return _load_registered(cls, get_preset(reference), load_weights, overrides)
 
 
