@@ -376,3 +376,17 @@ def test_model_card_gives_the_learning_rate_schedule_with_a_warm_restart(tiny):
     }
     card = model_card("din_tiny", HANDLE, config, {"training": training})
     assert "Adam, learning rate 0.0005 for epochs 1–20, 0.0001 for 21–30, 0.0005 for 31–40." in card
+
+
+def test_model_card_of_a_run_packaged_mid_cosine_says_where_the_cosine_ends(tiny):
+    config = json.loads(tiny["folders"][0].joinpath("config.json").read_text())
+    cosine = {"epochs": 120, "learning_rate": 5e-4, "lr_cosine": True}
+    solver = load_config({"data": {"train": "T91/HR"}, "solver": cosine})["solver"]
+    training = {"command": "keras-din train run.json", "data": ["T91/HR"], "epochs_done": 68, "steps": 17_000,
+                "patches_seen": 272_000, "learning_rates": lr_stretches(solver, 68)}  # fmt: skip
+    card = model_card("din_tiny", HANDLE, config, {"training": training})
+    assert "annealed to 0" not in card
+    assert "0.0005 on a half cosine that reaches 0 at epoch 120, for epochs 1–68 (training goes on)." in card
+    finished = {**training, "epochs_done": 120, "learning_rates": lr_stretches(solver, 120)}
+    card = model_card("din_tiny", HANDLE, config, {"training": finished})
+    assert "Adam, learning rate 0.0005 annealed to 0 by a half cosine for epochs 1–120." in card

@@ -269,15 +269,30 @@ def _epoch_ranges(segments: list[dict], epochs_done: int) -> list[tuple[int, int
 
 
 def _learning_rate_text(stretches: list[dict], epochs_done: int) -> str:
-    """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'"""
+    """The card's sentence on a run's schedule: ' Adam, learning rate 0.0005 for epochs 1–7, 0.00025 for 8–20.'
+
+    A cosine stretch the run has not finished says where its cosine ends: a preset packaged mid-run.
+
+    Example:
+    >>> _learning_rate_text([{"from_epoch": 1, "learning_rate": 5e-4, "anneal": "cosine", "to_epoch": 120}], 68)
+    ' Adam, learning rate 0.0005 on a half cosine that reaches 0 at epoch 120, for epochs 1–68 (training goes on).'
+    """
     ranges = _epoch_ranges(stretches, epochs_done)
     if not ranges:
         return ""
-    parts = [
-        f"{stretch['learning_rate']:g}{' annealed to 0 by a half cosine' if stretch.get('anneal') else ''} "
-        f"for {'epochs ' if i == 0 else ''}{first}{f'–{last}' if last > first else ''}"
-        for i, (first, last, stretch) in enumerate(ranges)
-    ]
+    parts = []
+    for i, (first, last, stretch) in enumerate(ranges):
+        epochs = f"{'epochs ' if i == 0 else ''}{first}{f'–{last}' if last > first else ''}"
+        if not stretch.get("anneal"):
+            parts.append(f"{stretch['learning_rate']:g} for {epochs}")
+        elif stretch.get("to_epoch", last) > last:
+            end = stretch["to_epoch"]
+            parts.append(
+                f"{stretch['learning_rate']:g} on a half cosine that reaches 0 at epoch {end}, "
+                f"for {epochs} (training goes on)"
+            )
+        else:
+            parts.append(f"{stretch['learning_rate']:g} annealed to 0 by a half cosine for {epochs}")
     return " Adam, learning rate " + ", ".join(parts) + "."
 
 
