@@ -125,7 +125,7 @@ def _add_jpeg_constraint(command: argparse.ArgumentParser) -> None:
         choices=CHOICES,
         help="keep a same-size result consistent with its JPEG input's file (its luma's DCT coefficients within "
         "the file's quantisation cells): auto (default) = on for the JPEG presets and for preset folders whose "
-        'metadata.json says "task": "jpeg"',
+        'metadata.json says "task": "jpeg" (not for a .keras checkpoint, which holds no task: pass on)',
     )
 
 

@@ -56,7 +56,8 @@ def uses_jpeg_constraint(preset: str, choice: str = "auto") -> bool:
     """Whether restoring with `preset` keeps JPEG inputs consistent with their files: `"on"`, `"off"`, or
     `"auto"`: on for a registered JPEG artifact-removal preset (by name or Hub handle) and for a preset
     folder whose `metadata.json` says `"task": "jpeg"` (the bundled presets' folders, and a model saved
-    with `save_to_preset(folder, metadata={"task": "jpeg"})`); off for anything else.
+    with `save_to_preset(folder, metadata={"task": "jpeg"})`); off for anything else, a `.keras` training
+    checkpoint included (it records no task: pass `"on"` for one of a JPEG run).
 
     Example:
     >>> uses_jpeg_constraint("din_small_jpeg"), uses_jpeg_constraint("din_small_denoise")

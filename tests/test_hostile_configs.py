@@ -177,7 +177,8 @@ def test_a_keras_file_describing_another_class_is_refused_and_nothing_is_importe
         config = json.loads(archive.read("config.json"))
     config.update(module="os", class_name="system", config={"command": "touch pwned"})
     path = _rewritten(keras_file[0], tmp_path, **{"config.json": json.dumps(config).encode()})
-    with pytest.raises(PresetError, match=r"config.json in '.*edited.keras' does not describe a keras_din DIN"):
+    named = r"config.json in '.*edited.keras' does not describe a keras_din DIN model \(it describes a 'system'\)"
+    with pytest.raises(PresetError, match=named):
         keras_din.DIN.from_preset(path)
     assert not Path("pwned").exists()
 
@@ -198,7 +199,7 @@ def test_a_keras_file_claiming_a_huge_network_is_refused_before_building(keras_f
     [
         ({"model.weights.h5": None}, r"'.*edited.keras' has no model.weights.h5"),
         ({"model.weights.h5": b"not an HDF5 file" * 100}, "model.weights.h5 in '.*' is not a readable Keras weights"),
-        ({"config.json": b"{not json"}, r"'.*edited.keras' is not a readable .keras file"),
+        ({"config.json": b"{not json"}, r"config.json in '.*edited.keras' is not valid JSON"),
     ],
 )
 def test_a_broken_keras_file_is_a_preset_error_naming_it(keras_file, tmp_path, members, match):
@@ -217,3 +218,71 @@ def test_a_keras_file_that_is_not_a_zip_or_unpacks_too_big_is_refused_unread(ker
     assert bomb.stat().st_size < 1 << 20  # 64 MiB of spaces packed into a few hundred kB
     seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(bomb), PresetError, "unpacks to .* refused unread")
     assert seconds < 0.5
+
+
+def _weights_member(keras_file, tmp_path, edit):
+    """The `.keras` file's model.weights.h5 after `edit(h5py.File)`, as bytes."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as archive:
+        (tmp_path / "w.h5").write_bytes(archive.read("model.weights.h5"))
+    with h5py.File(tmp_path / "w.h5", "r+") as weights:
+        edit(weights)
+    return (tmp_path / "w.h5").read_bytes()
+
+
+def test_a_keras_files_optimizer_state_is_never_read(keras_file, tmp_path):
+    # 16 GiB of optimizer "state" that takes no room in the file (HDF5 allocates chunks when written)
+    def huge_optimizer_slot(weights):
+        weights.create_dataset("optimizer/vars/0", shape=(1 << 32,), dtype="float32", chunks=(1 << 20,))
+
+    member = _weights_member(keras_file[0], tmp_path, huge_optimizer_slot)
+    path = _rewritten(keras_file[0], tmp_path, **{"model.weights.h5": member})
+    x = np.random.default_rng(0).random((1, 5, 6, 3)).astype("float32")
+    loaded = keras_din.DIN.from_preset(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(keras_file[1](x)))
+
+
+def test_a_weight_that_is_not_an_array_of_numbers_is_refused_unread(keras_file, tmp_path):
+    def string_weight(weights):
+        group = next(name for name in _groups(weights) if name.endswith("/vars") and len(weights[name]))
+        key = sorted(weights[group])[0]
+        shape = weights[group][key].shape
+        del weights[group][key]
+        weights[group].create_dataset(key, shape=shape, dtype="S1000000")  # a megabyte per "number"
+
+    member = _weights_member(keras_file[0], tmp_path, string_weight)
+    path = _rewritten(keras_file[0], tmp_path, **{"model.weights.h5": member})
+    with pytest.raises(PresetError, match=r"holds '.*' \(\|S1000000\): not an array of numbers"):
+        keras_din.DIN.from_preset(path)
+
+
+def _groups(weights):
+    names = []
+    weights.visit(lambda name: names.append(name))
+    return names
+
+
+def test_a_keras_weights_member_larger_than_its_network_can_need_is_refused_unread(keras_file, tmp_path):
+    path = _rewritten(keras_file[0], tmp_path, **{"model.weights.h5": bytes(20 << 20)})  # 20 MiB of zeros
+    pattern = r"model.weights.h5 unpacks to 20,971,520 bytes, more than the .* its config's network can need"
+    seconds = _refused_quickly(lambda: keras_din.DIN.from_preset(path), PresetError, pattern)
+    assert seconds < 0.5
+
+
+def test_a_damaged_or_missing_keras_file_is_a_preset_error_naming_it(keras_file, tmp_path):
+    import zipfile
+
+    path = _rewritten(keras_file[0], tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+    data = bytearray(path.read_bytes())
+    middle = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
+    data[middle : middle + 64] = bytes(64)  # damage the packed weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(PresetError, match=r"edited.keras': its model.weights.h5 cannot be unpacked"):
+        keras_din.DIN.from_preset(path)
+    with pytest.raises(PresetError, match=r"'.*missing.KERAS': no such .keras file"):
+        keras_din.DIN.from_preset(tmp_path / "missing.KERAS")

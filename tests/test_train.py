@@ -15,6 +15,7 @@ from PIL import Image
 
 from keras_din.errors import ConfigError
 from keras_din.model import DIN
+from keras_din.preset import PresetError
 from keras_din.train import (
     EMAWithoutCheckpointWarning,
     TrainingError,
@@ -336,6 +337,12 @@ def test_mixed_precision_switch(tmp_path):
     model = train(config, verbose=0)
     assert model.dtype_policy.name == "mixed_bfloat16"
     assert np.isfinite(model.history.history["loss"][0])
+
+
+def test_a_run_folder_given_as_a_preset_names_its_checkpoint(full_run):
+    out, _ = full_run
+    with pytest.raises(PresetError, match=r"run folder: pass one of its checkpoints, e.g. '.*checkpoint-0003.keras'"):
+        DIN.from_preset(out)
 
 
 def test_a_mixed_precision_ema_checkpoint_loads_as_a_float32_preset_of_the_averaged_weights(tmp_path):

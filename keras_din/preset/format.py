@@ -334,21 +334,29 @@ def weights_parameter_count(path, name: str | None = None) -> int:
     """The number of model weights stored in a Keras `.weights.h5` file (a path or file object), read from its
     tensor shapes (no tensor is read); an optimizer's state saved beside them (`optimizer/`) is not counted.
 
-    Raises `PresetError` naming the file (`name`, default its path) when it is not a readable HDF5 weights file.
+    Raises `PresetError` naming the file (`name`, default its path) when it is not a readable HDF5 weights file,
+    or when a weight is not an array of plain numbers (at most 8 bytes each), so that its count bounds the
+    memory loading it takes.
     """
     import h5py  # Keras' own dependency for .weights.h5
 
-    total = 0
+    where = name or repr(str(path))
+    total, odd = 0, []
 
-    def count(name, item):
+    def count(key, item):
         nonlocal total
-        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
+        if isinstance(item, h5py.Dataset) and key.split("/")[0] != "optimizer":
+            dtype = item.dtype
+            bfloat16 = item.attrs.get("dtype") == "bfloat16" and dtype.itemsize == 2  # Keras stores it opaque
+            if dtype.subdtype is not None or dtype.itemsize > 8 or not (dtype.kind in "fiub" or bfloat16):
+                odd.append(f"{key!r} ({dtype})")
             total += int(item.size)
 
     try:
         with h5py.File(path, "r") as weights:
             weights.visititems(count)
     except (OSError, ValueError) as error:
-        where = name or repr(str(path))
         raise PresetError(f"{where} is not a readable Keras weights file (HDF5): {error}. {_RESAVE}") from error
+    if odd:
+        raise PresetError(f"{where} holds {odd[0]}: not an array of numbers, so not a weight. Refused unread.")
     return total

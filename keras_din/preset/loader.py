@@ -14,6 +14,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -41,12 +42,23 @@ from keras_din.preset.format import (
 from keras_din.preset.hub import HF_SCHEME, download_preset
 from keras_din.preset.registry import PresetInfo, get_preset, weights_path
 
+# A Keras model file (a zip of config.json and model.weights.h5), as `model.save` and `keras-din train` write.
+KERAS_SUFFIX = ".keras"
+# What a `.keras` file's model.weights.h5 may unpack to per model weight: the weight itself and an
+# optimizer's slots (Adam's two moments, the EMA's average: 16 bytes), with room to spare, plus HDF5's
+# own overhead; checked before anything is unpacked.
+_KERAS_BYTES_PER_WEIGHT = 32
+_KERAS_OVERHEAD_BYTES = 16 << 20
+
 
 def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True, **overrides):
     """Builds the `cls` model a preset folder describes; `overrides` replace config entries (e.g. `dtype`)."""
     folder = Path(folder)
     where = repr(str(folder / CONFIG_FILE))
-    arguments = _described_arguments(cls, read_preset_json(folder, CONFIG_FILE), where)
+    run = sorted(folder.glob(f"*{KERAS_SUFFIX}")) if (folder / "state.json").is_file() else []
+    hint = f" It is a `keras-din train` run folder: pass one of its checkpoints, e.g. {str(run[-1])!r}." if run else ""
+    arguments = _described_arguments(cls, read_preset_json(folder, CONFIG_FILE), where, hint)
+    expected = _expected_parameters(where, arguments)  # sizes checked before any weights are read
     weights = None
     if load_weights:
         if preset_file(folder, METADATA_FILE) is None:
@@ -56,21 +68,19 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
                 "load_weights=False to build the architecture with fresh weights."
             )
         weights = verify_weights(folder, read_preset_json(folder, METADATA_FILE))
+        remedy = "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
+        _check_weights_count(weights, repr(str(weights)), expected, where, remedy)
     return _build(cls, arguments, overrides, weights, repr(str(weights)), where)
-
-
-# A Keras model file (a zip of config.json and model.weights.h5), as `model.save` and `keras-din train` write.
-KERAS_SUFFIX = ".keras"
 
 
 def load_training_checkpoint(cls, path: str | os.PathLike, load_weights: bool = True, **overrides):
     """Builds the `cls` model a Keras `.keras` file holds, e.g. a `keras-din train` checkpoint mid-run.
 
     Only the file's `config.json` and its model's weights are read (with `solver.ema`, the moving
-    average: what the run's validation scored); the optimizer's state beside them is not, and nothing
-    in the file is executed or deserialised but the model's config, as for a preset folder. The model
-    is built in the global precision policy (float32 by default), not in the mixed precision the run
-    trained in; `overrides` replace config entries (e.g. `dtype`).
+    average: what the run's validation scored); the optimizer's state beside them is skipped, and
+    nothing in the file is executed or deserialised but the model's config, as for a preset folder.
+    The model is built in the global precision policy (float32 by default), not in the mixed precision
+    the run trained in; `overrides` replace config entries (e.g. `dtype`).
 
     Example:
     >>> import keras_din
@@ -78,19 +88,44 @@ def load_training_checkpoint(cls, path: str | os.PathLike, load_weights: bool = 
     577977
     """
     path = Path(path)
-    checked_size(path, MAX_WEIGHTS_BYTES)
     where = repr(str(path))
-    try:
-        with zipfile.ZipFile(path) as archive:
+    config_where, weights_where = f"{CONFIG_FILE} in {where}", f"{WEIGHTS_FILE} in {where}"
+    checked_size(path, MAX_WEIGHTS_BYTES)
+    with _keras_zip(path, where) as archive:
+        try:
             config = json.loads(_zip_member(archive, CONFIG_FILE, MAX_TEXT_BYTES, where))
-            weights = io.BytesIO(_zip_member(archive, WEIGHTS_FILE, MAX_WEIGHTS_BYTES, where)) if load_weights else None
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise PresetError(f"{config_where} is not valid JSON: {error}") from None
+        arguments = _described_arguments(cls, config, config_where)
+        arguments.pop("dtype", None)  # the run's training precision (e.g. mixed_bfloat16), not an inference one
+        expected = _expected_parameters(config_where, arguments)
+        weights = None
+        if load_weights:
+            limit = MAX_WEIGHTS_BYTES
+            if expected is not None:
+                limit = min(limit, expected * _KERAS_BYTES_PER_WEIGHT + _KERAS_OVERHEAD_BYTES)
+            weights = io.BytesIO(_zip_member(archive, WEIGHTS_FILE, limit, where))
+    if weights is not None:
+        remedy = "Save the model again (`model.save(...)`) or pass another checkpoint of the run."
+        _check_weights_count(weights, weights_where, expected, config_where, remedy)
+    return _build(cls, arguments, overrides, weights, weights_where, config_where)
+
+
+# What Python's zipfile raises on a damaged, truncated, encrypted or oddly compressed archive.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error)
+
+
+@contextlib.contextmanager
+def _keras_zip(path: Path, where: str):
+    """`path` opened as a zip archive; a `PresetError` naming it when it is none."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (*_ZIP_ERRORS, OSError) as error:
         raise PresetError(
             f"{where} is not a readable .keras file ({error}); a `keras-din train` checkpoint or `model.save(...)` is."
         ) from None
-    arguments = _described_arguments(cls, config, f"{CONFIG_FILE} in {where}")
-    arguments.pop("dtype", None)  # the run's training precision (e.g. mixed_bfloat16), not an inference one
-    return _build(cls, arguments, overrides, weights, f"{WEIGHTS_FILE} in {where}", f"{CONFIG_FILE} in {where}")
+    with archive:
+        yield archive
 
 
 def _zip_member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
@@ -100,31 +135,39 @@ def _zip_member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> 
     except KeyError:
         raise PresetError(f"{where} has no {name}: it is not a Keras .keras model file.") from None
     if size > limit:
-        raise PresetError(f"{where}: its {name} unpacks to {size:,} bytes, more than {limit:,}: refused unread.")
-    return archive.read(name)
+        raise PresetError(
+            f"{where}: its {name} unpacks to {size:,} bytes, more than the {limit:,} its config's network can "
+            "need: refused unread."
+        )
+    try:
+        return archive.read(name)  # zipfile stops at the size the archive declares
+    except _ZIP_ERRORS as error:
+        raise PresetError(f"{where}: its {name} cannot be unpacked ({error}); the file is damaged.") from None
 
 
-def _described_arguments(cls, config, where: str) -> dict:
+def _described_arguments(cls, config, where: str, hint: str = "") -> dict:
     """The constructor arguments of a serialised `cls` (`config["config"]`), or a `PresetError` naming `where`."""
     described = isinstance(config, dict) and config.get("class_name") == cls.__name__
     if not described or not isinstance(config.get("config"), dict):
-        raise PresetError(f"{where} does not describe a keras_din {cls.__name__} model.")
+        named = isinstance(config, dict) and "class_name" in config
+        held = f" (it describes a {config['class_name']!r})" if named else ""
+        raise PresetError(f"{where} does not describe a keras_din {cls.__name__} model{held}.{hint}")
     return dict(config["config"])
 
 
+def _check_weights_count(weights, weights_name: str, expected: int | None, where: str, remedy: str) -> None:
+    """A `PresetError` when the weights file (a path or file object) holds other than `expected` weights."""
+    stored = weights_parameter_count(weights, weights_name)
+    if expected is not None and stored != expected:
+        raise PresetError(
+            f"{weights_name} holds {stored:,} weights, but the network {where} describes has {expected:,}: "
+            f"the config and the weights do not belong together, nothing was built. {remedy}"
+        )
+
+
 def _build(cls, arguments: dict, overrides: dict, weights, weights_name: str, where: str):
-    """The `cls` of `arguments` (with `overrides`), holding the values of `weights` (a `.weights.h5` path or
-    file object; `None` for fresh weights) after their count is checked against the network's; the names
-    say where the config and the weights came from in errors."""
-    expected = _expected_parameters(where, arguments)
-    if weights is not None:
-        stored = weights_parameter_count(weights, weights_name)
-        if expected is not None and stored != expected:
-            raise PresetError(
-                f"{weights_name} holds {stored:,} weights, but the network {where} describes "
-                f"has {expected:,}: the config and the weights do not belong together, nothing was built. "
-                "Re-save the preset with `DIN.save_to_preset`, or download or convert it again."
-            )
+    """The `cls` of `arguments` (with `overrides`), holding the values of `weights` (a checked `.weights.h5`
+    path or file object; `None` for fresh weights); the names say where the config and weights came from."""
     pending = _pending_variables()
     try:
         # With weights to load, the variables are made without their initializers' values (see below).
@@ -214,6 +257,8 @@ class _WeightsInMemory(saving_lib.H5IOStore):
             file.visititems(self._read)
 
     def _read(self, name: str, item) -> None:
+        if name.split("/")[0] == "optimizer":
+            return  # a checkpoint's optimizer state (`.keras`): never loaded into the model, so never read
         self._paths.add(name)
         if isinstance(item, h5py.Dataset):
             bfloat16 = item.attrs.get("dtype") == "bfloat16"  # stored as 2-byte opaque values; h5py converts
@@ -322,7 +367,9 @@ def load_preset(cls, preset: str | os.PathLike, load_weights: bool = True, **ove
         return load_preset_folder(cls, path, load_weights=load_weights, **overrides)
     if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
         return model_from_checkpoint(cls, path, **overrides)
-    if path.is_file() and path.suffix == KERAS_SUFFIX:
+    if path.suffix.lower() == KERAS_SUFFIX and not path.is_dir():
+        if not path.is_file():
+            raise PresetError(f"{str(path)!r}: no such .keras file (a training checkpoint, or `model.save(...)`).")
         return load_training_checkpoint(cls, path, load_weights=load_weights, **overrides)
     return _load_registered(cls, get_preset(reference), load_weights, overrides)
 

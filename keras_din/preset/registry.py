@@ -106,16 +106,18 @@ def _paper_preset(version: str, scale: int, parameters: int) -> PresetInfo:
     )
 
 
-# The bundled presets' size: chosen for quality per CPU-hour on a 2-core machine (~0.5 s per
-# 16 × 48² training step on TensorFlow); x3 and x4 start from the trained x2 body.
+# The bundled presets' sizes, chosen for quality per CPU-hour on a 2-core machine: the small one
+# (~0.5 s per 16 × 48² training step on TensorFlow) and the base one (~0.6 s, mixed bfloat16 on AMX),
+# which learned most per CPU-minute in `benchmarks/model_sizes.py`; x3 and x4 start from the trained x2 body.
 _SMALL_SIZE = {"num_features": 16, "growth_rate": 8, "num_branches": 2, "num_blocks": 2}
+_BASE_SIZE = {"num_features": 24, "growth_rate": 12, "num_branches": 2, "num_blocks": 2}
 
 
-def _small_preset(scale: int, parameters: int) -> PresetInfo:
-    name, config = f"din_small_x{scale}", _SMALL_SIZE
+def _sr_preset(size: str, config: dict, scale: int, parameters: int) -> PresetInfo:
+    name = f"din_{size}_x{scale}"
     return PresetInfo(
         name=name,
-        description=f"A small DIN (conference structure, {config['num_branches']} branches of "
+        description=f"A {size} DIN (conference structure, {config['num_branches']} branches of "
         f"{config['num_blocks']} WRDBs, {config['num_features']} features, growth {config['growth_rate']}) "
         f"trained here on T91 + BSD200 for x{scale} bicubic (BI) super-resolution; ships inside the package.",
         config={"version": "conference", "scale": scale, "in_channels": 3, "out_channels": 3, **config},
@@ -153,9 +155,10 @@ PRESETS: dict[str, PresetInfo] = {
         _paper_preset("enhanced", 3, 20_112_947),
         _paper_preset("enhanced", 4, 20_076_019),
         _paper_preset("enhanced", 8, 20_223_731),
-        _small_preset(2, 257_735),
-        _small_preset(3, 269_335),
-        _small_preset(4, 267_015),
+        _sr_preset("small", _SMALL_SIZE, 2, 257_735),
+        _sr_preset("small", _SMALL_SIZE, 3, 269_335),
+        _sr_preset("small", _SMALL_SIZE, 4, 267_015),
+        _sr_preset("base", _BASE_SIZE, 2, 577_977),
         _restoration_preset("din_small_denoise", "denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
         _restoration_preset("din_small_jpeg", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 3, 249_179),
         _restoration_preset("din_small_jpeg_grey", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 1, 248_601),
