@@ -84,8 +84,9 @@ def _index() -> str:
         )
     lines += [
         "",
-        "Bundled presets (`din_small_*`) are small DINs trained on this project's CPU machines; their folders, "
-        "weights included, live in `keras_din/presets/` and ship in the package. Their training configs and "
+        "Bundled presets (`din_small_*`, `din_base_*`) are small DINs trained on this project's CPU machines; "
+        "their folders, weights included, live in `keras_din/presets/` and ship in the package. Their training "
+        "configs and "
         "resumable training state are in `presets/<name>/` (`train_config.json`, `training/`). The paper-size "
         "presets have no trained weights yet: `DIN.from_preset(name)` says so and offers `load_weights=False` "
         "(the architecture with fresh weights) or converting a checkpoint trained with the authors' code "
