@@ -55,9 +55,14 @@ def load_preset_folder(cls, folder: str | os.PathLike, load_weights: bool = True
     """Builds the `cls` model a preset folder describes; `overrides` replace config entries (e.g. `dtype`)."""
     folder = Path(folder)
     where = repr(str(folder / CONFIG_FILE))
-    run = sorted(folder.glob(f"*{KERAS_SUFFIX}")) if (folder / "state.json").is_file() else []
-    hint = f" It is a `keras-din train` run folder: pass one of its checkpoints, e.g. {str(run[-1])!r}." if run else ""
-    arguments = _described_arguments(cls, read_preset_json(folder, CONFIG_FILE), where, hint)
+    try:
+        arguments = _described_arguments(cls, read_preset_json(folder, CONFIG_FILE), where)
+    except PresetError as error:
+        run = sorted(folder.glob(f"*{KERAS_SUFFIX}")) if (folder / "state.json").is_file() else []
+        if not run:
+            raise
+        hint = f"It is a `keras-din train` run folder: pass one of its checkpoints, e.g. {str(run[-1])!r}."
+        raise PresetError(f"{error} {hint}") from None
     expected = _expected_parameters(where, arguments)  # sizes checked before any weights are read
     weights = None
     if load_weights:
@@ -145,13 +150,13 @@ def _zip_member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> 
         raise PresetError(f"{where}: its {name} cannot be unpacked ({error}); the file is damaged.") from None
 
 
-def _described_arguments(cls, config, where: str, hint: str = "") -> dict:
+def _described_arguments(cls, config, where: str) -> dict:
     """The constructor arguments of a serialised `cls` (`config["config"]`), or a `PresetError` naming `where`."""
     described = isinstance(config, dict) and config.get("class_name") == cls.__name__
     if not described or not isinstance(config.get("config"), dict):
         named = isinstance(config, dict) and "class_name" in config
         held = f" (it describes a {config['class_name']!r})" if named else ""
-        raise PresetError(f"{where} does not describe a keras_din {cls.__name__} model{held}.{hint}")
+        raise PresetError(f"{where} does not describe a keras_din {cls.__name__} model{held}.")
     return dict(config["config"])
 
 
