@@ -189,7 +189,7 @@ def test_train_command_runs_a_config_and_reports_bad_ones(tmp_path):
     result = _cli("train", tmp_path / "config.json")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "checkpoint-0001.keras").is_file()
-    # a training checkpoint is evaluated (and restores) as a preset, at its model's scale
+    # a training checkpoint is evaluated as a preset (`restore` and `export` load it the same way), at its scale
     checkpoint = ("--preset", tmp_path / "run" / "checkpoint-0001.keras")
     scored = _cli("evaluate", *checkpoint, "--data", DATASETS, "--datasets", "Set5")
     assert scored.returncode == 0, scored.stderr[-2000:]

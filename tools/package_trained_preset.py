@@ -3,10 +3,11 @@
     python -m tools.package_trained_preset din_small_x2 [--datasets Set5,Set14,B100,Urban100]
 
 Reads `presets/<name>/train_config.json` and the checkpoint its run's `state.json`
-commits to (in its `output_dir`), rebuilds the registered architecture with the trained weights (no
-optimizer state), evaluates it with `keras_din.evaluate` (super-resolution: Y-PSNR/SSIM,
-BI, border = scale, beside bicubic; same-size restoration: the task's sets and levels,
-beside the degraded input), and writes `keras_din/presets/<name>/` (config, weights,
+commits to (in its `output_dir`), loads its network (`DIN.from_preset` of the checkpoint:
+float32, the EMA weights, no optimizer state), checks that it is the registered architecture,
+evaluates it with `keras_din.evaluate` (super-resolution: Y-PSNR/SSIM, BI, border = scale,
+beside bicubic; same-size restoration: the task's sets and levels, beside the degraded
+input), and writes `keras_din/presets/<name>/` (config, weights,
 metadata with the training record and the results), redraws the run's `curve.png`, then
 regenerates the model card with `tools.make_preset_folders`.
 """
@@ -23,7 +24,7 @@ import keras
 from keras_din.evaluate import evaluate, evaluate_restoration
 from keras_din.model import DIN
 from keras_din.preset.card import format_restoration_table, format_sr_table, levels_text
-from keras_din.preset.registry import get_preset
+from keras_din.preset.registry import PresetInfo, get_preset
 from keras_din.train import STATE_FILE, committed_checkpoint, load_config, lr_stretches, plot_training_log, run_history
 from tools import make_preset_folders
 
@@ -48,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is None:
         raise SystemExit(f"{run} holds no finished epoch: train first (`keras-din train {config_path}`).")
     state = json.loads((run / STATE_FILE).read_text())
-    trained = keras.saving.load_model(checkpoint, compile=False)
-    model = DIN.from_config(info.architecture_config())
-    model.set_weights(trained.get_weights())
+    model = trained_model(checkpoint, info)
 
     folder = make_preset_folders.PACKAGE_PRESETS / info.name
     steps = state["epochs_done"] * config["data"]["steps_per_epoch"]
@@ -93,6 +92,28 @@ def main(argv: list[str] | None = None) -> int:
         print(format_sr_table(rows, digits=4))
     model.save_to_preset(folder, metadata={"training": training, "results": rows})
     return make_preset_folders.main([])
+
+
+def trained_model(checkpoint: Path, info: PresetInfo) -> DIN:
+    """The network of a run's `checkpoint` (float32, with its EMA weights when the run kept an average),
+    named after the registered preset `info`, whose architecture it must have: a run whose config was
+    edited away from the registry's would otherwise ship weights under a card that describes another net.
+
+    Example:
+    >>> run = Path("presets/din_base_x2/training")
+    >>> trained_model(run / "checkpoint-0087.keras", get_preset("din_base_x2")).name  # doctest: +SKIP
+    'din_base_x2'
+    """
+    model = DIN.from_preset(str(checkpoint), name=info.name)
+    config = model.get_config()
+    differ = {key: (config.get(key), value) for key, value in info.config.items() if config.get(key) != value}
+    if differ:
+        details = ", ".join(f"{key} {ours!r} (registry: {theirs!r})" for key, (ours, theirs) in differ.items())
+        raise SystemExit(
+            f"{checkpoint} is not {info.name}'s architecture: {details}. Train with the registry's "
+            f"configuration (`presets/{info.name}/train_config.json`) or register the run's own."
+        )
+    return model
 
 
 # Levels a same-size preset is scored at when packaged (default: the task's literature levels). A blind
