@@ -101,7 +101,7 @@ def trained_model(checkpoint: Path, info: PresetInfo) -> DIN:
 
     Example:
     >>> run = Path("presets/din_base_x2/training")
-    >>> trained_model(run / "checkpoint-0087.keras", get_preset("din_base_x2")).name  # doctest: +SKIP
+    >>> trained_model(run / "checkpoint-0120.keras", get_preset("din_base_x2")).name  # doctest: +SKIP
     'din_base_x2'
     """
     model = DIN.from_preset(str(checkpoint), name=info.name)
