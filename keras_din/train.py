@@ -98,6 +98,10 @@ class EMAWithoutCheckpointWarning(UserWarning):
     """`solver.ema` set on a run with no checkpoint (random or `init_from` weights, a fresh Adam state)."""
 
 
+class SlowPrecisionWarning(UserWarning):
+    """`solver.mixed_precision` asks for bfloat16 on a CPU that has no bfloat16 units and would emulate it."""
+
+
 class TrainingError(KerasDinError, RuntimeError):
     """Training stopped abnormally (e.g. a NaN loss); the message says where and what to do."""
 
@@ -602,6 +606,7 @@ def train(
     out = Path(config["output_dir"])
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
     _set_distribution(solver["distribution"])
+    _warn_if_slow_precision(solver["mixed_precision"], _cpu()[1], _accelerator())
     checkpoint = committed_checkpoint(out) if resume else None
     # A resumed run is rebuilt from today's config, so a longer schedule or a precision change applies;
     # its weights come from the checkpoint, not from init_from.
@@ -753,6 +758,17 @@ def _degradation_levels(data: dict) -> dict:
 
 def _machine() -> str:
     """This machine as a model card names it: 'AMD EPYC, 2 CPUs, AVX-512 BF16', an accelerator first if used."""
+    model, flags = _cpu()
+    vector = next(
+        (name for flag, name in _VECTOR_UNITS if flag in flags), "no AVX2" if flags else "unknown vector units"
+    )
+    description = f"{model}, {len(os.sched_getaffinity(0))} CPUs, {vector}"
+    accelerator = _accelerator()
+    return f"{accelerator} + {description}" if accelerator else description
+
+
+def _cpu() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags, from Linux's /proc/cpuinfo (x86 names; none known elsewhere)."""
     model, flags = "unknown CPU", set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -761,12 +777,22 @@ def _machine() -> str:
                 model = value.strip()
             elif key.strip() == "flags" and not flags:
                 flags = set(value.split())
-    vector = next(
-        (name for flag, name in _VECTOR_UNITS if flag in flags), "no AVX2" if flags else "unknown vector units"
+    return model, flags
+
+
+def _warn_if_slow_precision(precision: str | None, flags: set[str], accelerator: str | None) -> None:
+    """Warns when bfloat16 would run on a CPU that has no bfloat16 units and so emulates it, ~10x slower
+    than float32 (flags unknown, e.g. off Linux or x86: no warning)."""
+    if precision != "mixed_bfloat16" or accelerator or not flags or flags & {"avx512_bf16", "amx_bf16"}:
+        return
+    warnings.warn(
+        "solver.mixed_precision = 'mixed_bfloat16' on a CPU without bfloat16 units (no avx512_bf16 or amx_bf16 "
+        "in /proc/cpuinfo): each step emulates bfloat16, measured 19 s/step against 1.8 s/step in float32 for a "
+        "24-feature x3 network on torch on a 2-core AVX2 EPYC. Set solver.mixed_precision to null here (a resumed "
+        "run takes the config's precision; the checkpoint's weights are float32 either way).",
+        SlowPrecisionWarning,
+        stacklevel=3,
     )
-    description = f"{model}, {len(os.sched_getaffinity(0))} CPUs, {vector}"
-    accelerator = _accelerator()
-    return f"{accelerator} + {description}" if accelerator else description
 
 
 # The CPU features that decide training speed, best first (bfloat16 matrix units, then vector width).

@@ -18,7 +18,9 @@ from keras_din.model import DIN
 from keras_din.preset import PresetError
 from keras_din.train import (
     EMAWithoutCheckpointWarning,
+    SlowPrecisionWarning,
     TrainingError,
+    _warn_if_slow_precision,
     build_model,
     load_config,
     lr_stretches,
@@ -45,6 +47,13 @@ def _config(out, **solver):
         "solver": {"epochs": 3, "learning_rate": 2e-3, "lr_milestones": [2], **solver},
         "output_dir": str(out),
     }
+
+
+def _cpuinfo_lines():
+    try:
+        return open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return []
 
 
 def _weights(model):
@@ -348,8 +357,12 @@ def test_a_run_folder_given_as_a_preset_names_its_checkpoint(full_run):
 def test_a_mixed_precision_ema_checkpoint_loads_as_a_float32_preset_of_the_averaged_weights(tmp_path):
     config = _config(tmp_path, mixed_precision="mixed_bfloat16", epochs=1, ema=0.8)
     config["data"]["val"] = None
-    with pytest.warns(EMAWithoutCheckpointWarning):
+    with pytest.warns(EMAWithoutCheckpointWarning) as caught:
         train(config, verbose=0)
+    # This machine's own CPU decides whether the run warns that bfloat16 is emulated here.
+    flags = set(" ".join(line.partition(":")[2] for line in _cpuinfo_lines() if line.startswith("flags")).split())
+    emulated = bool(flags) and not flags & {"avx512_bf16", "amx_bf16"}
+    assert any(w.category is SlowPrecisionWarning for w in caught) == emulated
     path = tmp_path / json.loads((tmp_path / "state.json").read_text())["checkpoint"]
     saved = keras.saving.load_model(path, compile=False)  # Keras' own loader, for reference
     loaded = DIN.from_preset(path)
@@ -359,6 +372,28 @@ def test_a_mixed_precision_ema_checkpoint_loads_as_a_float32_preset_of_the_avera
     raw = [keras.ops.convert_to_numpy(v) for v in _checkpoint(tmp_path).optimizer._model_variables_moving_average]
     assert max(np.abs(r - w).max() for r, w in zip(raw, _weights(loaded))) > 1e-4  # not the raw ones
     assert DIN.from_preset(path, dtype="mixed_bfloat16").dtype_policy.name == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("precision", "flags", "accelerator", "warns"),
+    [
+        ("mixed_bfloat16", {"avx2", "fma"}, None, True),  # AVX2 only: bfloat16 emulated
+        ("mixed_bfloat16", {"avx2", "avx512f"}, None, True),  # AVX-512 without its BF16 extension
+        ("mixed_bfloat16", {"avx2", "avx512f", "avx512_bf16"}, None, False),
+        ("mixed_bfloat16", {"avx2", "amx_bf16"}, None, False),
+        ("mixed_bfloat16", {"avx2", "fma"}, "NVIDIA H100", False),  # the step runs on the GPU
+        ("mixed_bfloat16", set(), None, False),  # flags unknown (not Linux, not x86): no guess
+        (None, {"avx2", "fma"}, None, False),
+    ],
+)
+def test_bfloat16_on_a_cpu_without_bfloat16_units_warns(precision, flags, accelerator, warns):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_if_slow_precision(precision, flags, accelerator)
+    messages = [str(w.message) for w in caught if w.category is SlowPrecisionWarning]
+    assert len(messages) == int(warns)
+    if warns:
+        assert "solver.mixed_precision" in messages[0] and "null" in messages[0]
 
 
 def test_config_errors_are_named(tmp_path):
