@@ -160,6 +160,7 @@ PRESETS: dict[str, PresetInfo] = {
         _sr_preset("small", _SMALL_SIZE, 4, 267_015),
         _sr_preset("base", _BASE_SIZE, 2, 577_977),
         _sr_preset("base", _BASE_SIZE, 3, 604_017),
+        _sr_preset("base", _BASE_SIZE, 4, 598_809),
         _restoration_preset("din_small_denoise", "denoise", "Gaussian denoising (σ 0–55)", 3, 249_179),
         _restoration_preset("din_small_jpeg", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 3, 249_179),
         _restoration_preset("din_small_jpeg_grey", "jpeg", "JPEG artifact removal (Pillow quality 10–90)", 1, 248_601),
